@@ -1,0 +1,39 @@
+"""Generate linalloc's out-of-line cffi ABI module (no C compiler involved).
+
+setuptools runs this through ``cffi_modules`` (see setup.py), so built wheels
+and installs carry ``linalloc/_vm_ffi_<key>.py``. Run it by hand to write the
+module into a source checkout::
+
+    python build_ffi.py
+
+A checkout that never ran it still works: linalloc then generates the module
+once into its cache directory.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import cffi
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _load_decls():  # type: ignore[no-untyped-def]
+    # Load linalloc/_decls.py by path: importing the package here would try to
+    # load the very module this script generates.
+    path = os.path.join(_HERE, "linalloc", "_decls.py")
+    spec = importlib.util.spec_from_file_location("_linalloc_decls", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_decls = _load_decls()
+ffibuilder = _decls.make_builder("linalloc." + _decls.module_name(cffi.__version__))
+
+if __name__ == "__main__":
+    target = os.path.join(_HERE, "linalloc", _decls.module_name(cffi.__version__) + ".py")
+    ffibuilder.emit_python_code(target)

@@ -1,0 +1,177 @@
+"""What every arena shares: the lifetime and safety rules of the contract.
+
+- rule 2: ``reset()``/``close()`` are refused with ``BufferError`` while a view
+  the arena handed out is alive. Views are counted in O(1) from CPython
+  reference counts: every view holds one reference to one of the arena's
+  *tracked* objects (the store's root buffer, the typed slot array), so
+  ``sys.getrefcount(obj)`` above its value at construction is the number of
+  live views. A cycle may hold a view until the collector runs, so the count
+  is taken again after ``gc.collect()`` before refusing.
+- rule 3: ``close()`` is idempotent; afterwards methods raise ``ValueError``.
+- rule 4: calls from a thread other than the creating one raise ``RuntimeError``
+  unless the arena was made with ``check_thread=False``.
+- rule 5: no pickling or copying (``TypeError``); a readable repr.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+from threading import get_ident
+from typing import Any, NoReturn
+
+from ._store import EagerStore
+
+
+def _closed_error() -> ValueError:
+    return ValueError("arena is closed")
+
+
+def raise_closed(*args: object) -> NoReturn:
+    raise _closed_error()
+
+
+def raise_busy(*args: object) -> NoReturn:
+    raise RuntimeError(
+        "a drop callback cannot allocate from, reset or close the arena it is dropping from"
+    )
+
+
+class ArenaBase:
+    """Shared behaviour of the four arenas; not instantiated directly."""
+
+    _store_type: Any = EagerStore
+
+    _owner: int | None
+    _closed: bool
+    _busy: bool
+    _tracked: tuple[Any, ...]
+    _baseline: int
+
+    def _init_guard(self, check_thread: bool) -> None:
+        if not isinstance(check_thread, bool):
+            raise TypeError(f"check_thread must be a bool, not {type(check_thread).__name__}")
+        self._owner = get_ident() if check_thread else None
+        self._closed = False
+        self._busy = False
+        self._tracked = ()
+        self._baseline = 0
+
+    def _track(self, *objects: Any) -> None:
+        """Record the objects views refer to; call once all setup references exist."""
+        self._tracked = objects
+        self._baseline = self._refcounts()
+
+    def _refcounts(self) -> int:
+        return sum([sys.getrefcount(obj) for obj in self._tracked])
+
+    def live_views(self) -> int:
+        """How many views handed out by this arena are still referenced.
+
+        Values, memoryviews, ctypes objects and arrays (numpy too) made from
+        them each count. Objects kept only by an unreachable cycle count until
+        the garbage collector has run.
+
+        >>> import ctypes
+        >>> from linalloc import BumpArena
+        >>> arena = BumpArena(64)
+        >>> value = arena.alloc(ctypes.c_int32)
+        >>> arena.live_views()
+        1
+        >>> del value
+        >>> arena.live_views()
+        0
+        """
+        self._enter()
+        return self._refcounts() - self._baseline
+
+    def _refuse_if_viewed(self, action: str) -> None:
+        live = self._refcounts() - self._baseline
+        if live > 0:
+            gc.collect()
+            live = self._refcounts() - self._baseline
+        if live > 0:
+            views = "1 view" if live == 1 else f"{live} views"
+            raise BufferError(
+                f"cannot {action}: {views} of this arena still alive (values, memoryviews, "
+                "ctypes objects or arrays made from them); delete them first"
+            )
+
+    def _wrong_thread(self) -> NoReturn:
+        raise RuntimeError(
+            f"{type(self).__name__} objects created in a thread can only be used in that "
+            f"same thread (created in thread {self._owner}, called from {get_ident()}); "
+            "pass check_thread=False to share one under your own lock"
+        )
+
+    def _enter(self) -> None:
+        """Checks for any call: not closed, right thread."""
+        if self._closed:
+            raise _closed_error()
+        owner = self._owner
+        if owner is not None and owner != get_ident():
+            self._wrong_thread()
+
+    def _enter_mut(self) -> None:
+        """Checks for a call that changes the arena: also not inside a drop callback."""
+        self._enter()
+        if self._busy:
+            raise_busy()
+
+    # -- closing -----------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` has run."""
+        return self._closed
+
+    def close(self) -> None:
+        """Drop live values (typed arenas), then release the memory at once.
+
+        Raises ``BufferError`` and changes nothing while a view is alive.
+        Idempotent: closing a closed arena does nothing. Afterwards every method
+        raises ``ValueError``. If a ``drop`` callback keeps a value, the memory
+        is released when that value is collected instead.
+        """
+        if self._closed:
+            return
+        self._enter_mut()
+        self._refuse_if_viewed("close")
+        error = self._drop_for_close()
+        self._closed = True
+        self._release()
+        self._tracked = ()
+        if error is not None:
+            raise error
+
+    def _drop_for_close(self) -> BaseException | None:
+        return None
+
+    def _release(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        self._enter()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- rule 5 ------------------------------------------------------------
+
+    def __reduce_ex__(self, protocol: Any) -> NoReturn:
+        raise TypeError(f"cannot pickle or copy a {type(self).__name__}: it owns raw memory")
+
+    def __copy__(self) -> NoReturn:
+        self.__reduce_ex__(0)
+
+    def __deepcopy__(self, memo: object) -> NoReturn:
+        self.__reduce_ex__(0)
+
+    def _repr_fields(self) -> list[str]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        if self._closed:
+            return f"<{type(self).__name__} closed>"
+        return f"<{type(self).__name__} {' '.join(self._repr_fields())}>"

@@ -1,0 +1,75 @@
+"""The C declarations of the virtual-memory calls, and the cffi builder for them.
+
+This module is plain data plus one function; it imports nothing from the rest of
+the package, so ``build_ffi.py`` can load it by path at packaging time.
+
+The generated module is named ``_vm_ffi_<key>``, where ``<key>`` hashes these
+declarations and the cffi version: a changed declaration makes a new module and
+never reuses a stale one.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+#: Declarations for both platforms. ABI mode only reads what is actually called,
+#: so one out-of-line module serves Linux, macOS and Windows. Windows types are
+#: spelled with fixed-width C types (DWORD = uint32_t, WORD = uint16_t,
+#: SIZE_T = size_t, LPVOID = void *, DWORD_PTR = uintptr_t, BOOL = int).
+CDEF = """
+/* POSIX, from the C library. off_t is declared as long: it is 64 bits on
+   every LP64 system (Linux, macOS) and the offset passed is always 0. */
+void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset);
+int mprotect(void *addr, size_t len, int prot);
+int madvise(void *addr, size_t length, int advice);
+int munmap(void *addr, size_t length);
+
+/* Windows, from kernel32.dll. */
+typedef struct {
+    union {
+        uint32_t dwOemId;
+        struct {
+            uint16_t wProcessorArchitecture;
+            uint16_t wReserved;
+        };
+    };
+    uint32_t dwPageSize;
+    void *lpMinimumApplicationAddress;
+    void *lpMaximumApplicationAddress;
+    uintptr_t dwActiveProcessorMask;
+    uint32_t dwNumberOfProcessors;
+    uint32_t dwProcessorType;
+    uint32_t dwAllocationGranularity;
+    uint16_t wProcessorLevel;
+    uint16_t wProcessorRevision;
+} SYSTEM_INFO;
+void *__stdcall VirtualAlloc(void *lpAddress, size_t dwSize,
+                             uint32_t flAllocationType, uint32_t flProtect);
+int __stdcall VirtualFree(void *lpAddress, size_t dwSize, uint32_t dwFreeType);
+void __stdcall GetSystemInfo(SYSTEM_INFO *lpSystemInfo);
+"""
+
+
+def module_name(cffi_version: str) -> str:
+    """Name of the generated module for these declarations and cffi version.
+
+    >>> module_name("2.0.0").startswith("_vm_ffi_")
+    True
+    """
+    key = zlib.crc32(f"{cffi_version}\n{CDEF}".encode())
+    return f"_vm_ffi_{key:08x}"
+
+
+def make_builder(qualified_name: str) -> Any:
+    """An out-of-line ABI-mode ``cffi.FFI`` builder named ``qualified_name``.
+
+    Parsing the declarations needs pycparser; this runs only at packaging time
+    or once per cache key, never on an ordinary import.
+    """
+    import cffi
+
+    builder = cffi.FFI()
+    builder.cdef(CDEF)
+    builder.set_source(qualified_name, None)
+    return builder

@@ -1,0 +1,66 @@
+"""What the lazy arenas add to their eager twins: the lazy store and its gauges."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._store import LazyStore
+
+
+class LazyArenaMixin:
+    """Mixed in before an eager arena class to back it with reserved memory.
+
+    The allocation algorithm is the eager class's, unchanged; only the store
+    differs. Address space is reserved up front and committed in whole pages,
+    ``commit_step`` bytes at a time, as allocation advances.
+    """
+
+    _store_type: Any = LazyStore
+    _store: Any
+
+    if TYPE_CHECKING:  # provided by ArenaBase and the arena class
+
+        def _enter(self) -> None: ...
+        def _enter_mut(self) -> None: ...
+        def _used_bytes(self) -> int: ...
+        def _after_trim(self) -> None: ...
+
+    @property
+    def committed(self) -> int:
+        """Bytes of the reservation now committed (readable and writable).
+
+        Never more than the bytes used rounded up to ``commit_step`` (and to the
+        reservation's end), except that ``reset()`` keeps what was committed
+        until ``trim()``.
+        """
+        self._enter()
+        return int(self._store.committed)
+
+    @property
+    def commit_step(self) -> int:
+        """Bytes committed at a time: 64 KiB rounded up to whole pages."""
+        self._enter()
+        return int(self._store.step)
+
+    @property
+    def last_os_error_code(self) -> int | None:
+        """``errno`` (POSIX) or ``GetLastError()`` (Windows) of the last failed
+        commit or decommit, or ``None`` if there was none."""
+        self._enter()
+        error: int | None = self._store.last_error
+        return error
+
+    def trim(self) -> int:
+        """Give committed pages past ``used`` back to the OS; returns the bytes released.
+
+        A later allocation commits them again (they read as zero then).
+        Raises ``OSError`` if the OS refuses.
+        """
+        self._enter_mut()
+        released = int(self._store.trim(self._used_bytes()))
+        self._after_trim()
+        return released
+
+    def _repr_fields(self) -> list[str]:
+        fields: list[str] = super()._repr_fields()  # type: ignore[misc]
+        return [*fields, f"committed={self._store.committed}"]

@@ -1,0 +1,159 @@
+"""The system calls behind the lazy arenas: reserve, commit, decommit, release.
+
+One small class per operating system, both with the same four operations plus
+``page_size``. Addresses and sizes are Python ints; every size passed in is a
+whole number of pages and every address page-aligned.
+
+POSIX (Linux, macOS):
+
+- reserve: ``mmap(NULL, n, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)``
+- commit: ``mprotect(addr, n, PROT_READ | PROT_WRITE)``
+- decommit: ``madvise(addr, n, MADV_DONTNEED)`` then ``mprotect(addr, n, PROT_NONE)``
+- release: ``munmap(addr, n)``
+
+Windows:
+
+- reserve: ``VirtualAlloc(NULL, n, MEM_RESERVE, PAGE_NOACCESS)``
+- commit: ``VirtualAlloc(addr, n, MEM_COMMIT, PAGE_READWRITE)``
+- decommit: ``VirtualFree(addr, n, MEM_DECOMMIT)``
+- release: ``VirtualFree(addr, 0, MEM_RELEASE)``
+
+POSIX constants come from the stdlib ``mmap`` module of the running platform;
+the Windows ones are the values documented for ``VirtualAlloc``/``VirtualFree``.
+Error codes are read right after the failing call: ``ffi.errno`` on POSIX,
+``ffi.getwinerror()`` on Windows.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+import sys
+from typing import Any
+
+from . import _ffi
+
+
+class PosixVM:
+    """mmap/mprotect/madvise/munmap from the C library."""
+
+    def __init__(self) -> None:
+        import mmap
+
+        self.ffi = ffi = _ffi.load()
+        self.lib: Any = ffi.dlopen(None)
+        # PROT_NONE is 0 on every POSIX system; the stdlib does not export it.
+        self.prot_none = getattr(mmap, "PROT_NONE", 0)
+        self.prot_rw = mmap.PROT_READ | mmap.PROT_WRITE
+        anon = getattr(mmap, "MAP_ANONYMOUS", None)
+        if anon is None:  # Python < 3.10 on some platforms only has MAP_ANON
+            anon = mmap.MAP_ANON
+        self.map_flags = mmap.MAP_PRIVATE | anon
+        self.madv_dontneed = mmap.MADV_DONTNEED
+        self.page_size = mmap.PAGESIZE
+        self._map_failed = int(ffi.cast("uintptr_t", ffi.cast("void *", -1)))
+
+    def _ptr(self, addr: int) -> Any:
+        return self.ffi.cast("void *", addr)
+
+    def reserve(self, size: int) -> int:
+        """Reserve ``size`` bytes of inaccessible address space; raises OSError."""
+        ffi = self.ffi
+        ptr = self.lib.mmap(ffi.NULL, size, self.prot_none, self.map_flags, -1, 0)
+        addr = int(ffi.cast("uintptr_t", ptr))
+        if addr == self._map_failed or addr == 0:
+            code = ffi.errno or _errno.ENOMEM
+            raise OSError(code, f"cannot reserve {size} bytes: {os.strerror(code)}")
+        return addr
+
+    def commit(self, addr: int, size: int) -> int | None:
+        """Make pages readable and writable; returns None or the errno."""
+        if self.lib.mprotect(self._ptr(addr), size, self.prot_rw) != 0:
+            return int(self.ffi.errno)
+        return None
+
+    def decommit(self, addr: int, size: int) -> int | None:
+        """Give pages back to the OS and make them inaccessible; None or errno."""
+        ptr = self._ptr(addr)
+        if self.lib.madvise(ptr, size, self.madv_dontneed) != 0:
+            return int(self.ffi.errno)
+        if self.lib.mprotect(ptr, size, self.prot_none) != 0:
+            return int(self.ffi.errno)
+        return None
+
+    def release(self, addr: int, size: int) -> None:
+        """Unmap a reservation. Called only when nothing can view it any more."""
+        self.lib.munmap(self._ptr(addr), size)
+
+
+class WindowsVM:
+    """VirtualAlloc/VirtualFree from kernel32."""
+
+    MEM_COMMIT = 0x00001000
+    MEM_RESERVE = 0x00002000
+    MEM_DECOMMIT = 0x00004000
+    MEM_RELEASE = 0x00008000
+    PAGE_NOACCESS = 0x01
+    PAGE_READWRITE = 0x04
+
+    def __init__(self) -> None:
+        self.ffi = ffi = _ffi.load()
+        self.lib: Any = ffi.dlopen("kernel32.dll")
+        info = ffi.new("SYSTEM_INFO *")
+        self.lib.GetSystemInfo(info)
+        self.page_size = int(info.dwPageSize)
+
+    def _ptr(self, addr: int) -> Any:
+        return self.ffi.cast("void *", addr)
+
+    def _last_error(self) -> tuple[int, str]:
+        code, message = self.ffi.getwinerror()
+        return int(code), str(message)
+
+    def reserve(self, size: int) -> int:
+        ffi = self.ffi
+        ptr = self.lib.VirtualAlloc(ffi.NULL, size, self.MEM_RESERVE, self.PAGE_NOACCESS)
+        if ptr == ffi.NULL:
+            code, message = self._last_error()
+            # OSError maps the Windows error code to errno by itself.
+            raise OSError(None, f"cannot reserve {size} bytes: {message}", None, code)
+        return int(ffi.cast("uintptr_t", ptr))
+
+    def commit(self, addr: int, size: int) -> int | None:
+        ptr = self.lib.VirtualAlloc(self._ptr(addr), size, self.MEM_COMMIT, self.PAGE_READWRITE)
+        if ptr == self.ffi.NULL:
+            return self._last_error()[0]
+        return None
+
+    def decommit(self, addr: int, size: int) -> int | None:
+        if not self.lib.VirtualFree(self._ptr(addr), size, self.MEM_DECOMMIT):
+            return self._last_error()[0]
+        return None
+
+    def release(self, addr: int, size: int) -> None:
+        # MEM_RELEASE requires size 0 and the base address of the reservation.
+        self.lib.VirtualFree(self._ptr(addr), 0, self.MEM_RELEASE)
+
+
+_vm: Any = None
+
+
+def get() -> Any:
+    """The platform's VM object, created on first use (loads cffi then)."""
+    global _vm
+    if _vm is None:
+        _vm = WindowsVM() if sys.platform == "win32" else PosixVM()
+    return _vm
+
+
+def page_size() -> int:
+    """The size in bytes of a virtual-memory page on this system.
+
+    >>> page_size() >= 4096 and page_size() & (page_size() - 1) == 0
+    True
+    """
+    if sys.platform == "win32":
+        return int(get().page_size)
+    import mmap
+
+    return mmap.PAGESIZE
