@@ -1,0 +1,63 @@
+"""Shared fixtures: the eager/lazy arena pairs, subprocess runs, hypothesis profiles."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+import linalloc
+
+# Profiles: "ci" (default) keeps the whole suite within CI's budget; "long" is
+# for local runs: HYPOTHESIS_PROFILE=long python -m pytest
+settings.register_profile(
+    "ci", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "long", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+BUMP_KINDS = [linalloc.BumpArena, linalloc.BumpArenaLazy]
+TYPED_KINDS = [linalloc.TypedArena, linalloc.TypedArenaLazy]
+
+
+@pytest.fixture(params=BUMP_KINDS, ids=lambda cls: cls.__name__)
+def bump_cls(request: pytest.FixtureRequest) -> type:
+    """BumpArena and BumpArenaLazy: every untyped test runs against both."""
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture(params=TYPED_KINDS, ids=lambda cls: cls.__name__)
+def typed_cls(request: pytest.FixtureRequest) -> type:
+    """TypedArena and TypedArenaLazy: every typed test runs against both."""
+    return request.param  # type: ignore[no-any-return]
+
+
+def run_python(
+    code: str,
+    *,
+    timeout: float = 120,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter (for anything that could crash).
+
+    Returns the completed process; callers assert on ``returncode`` (a crash
+    shows as a negative signal number) and on the output.
+    """
+    full_env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    full_env["PYTHONPATH"] = root + os.pathsep + full_env.get("PYTHONPATH", "")
+    if env:
+        full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
