@@ -34,6 +34,13 @@ def _load_decls():  # type: ignore[no-untyped-def]
 _decls = _load_decls()
 ffibuilder = _decls.make_builder("linalloc." + _decls.module_name(cffi.__version__))
 
-if __name__ == "__main__":
-    target = os.path.join(_HERE, "linalloc", _decls.module_name(cffi.__version__) + ".py")
+
+def emit(package_dir: str) -> str:
+    """Write the generated module into ``package_dir``; returns its path."""
+    target = os.path.join(package_dir, _decls.module_name(cffi.__version__) + ".py")
     ffibuilder.emit_python_code(target)
+    return target
+
+
+if __name__ == "__main__":
+    emit(os.path.join(_HERE, "linalloc"))

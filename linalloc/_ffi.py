@@ -14,16 +14,16 @@ stale module is never picked up.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import importlib.util
-import io
 import os
-import tempfile
 from types import ModuleType
 from typing import Any
 
 from . import _decls
+
+# tempfile, contextlib and io are imported where the module is generated: that
+# happens once per cache key, and importing tempfile costs more than the rest of
+# this module (it pulls in shutil, random and the compression modules).
 
 _loaded: Any = None
 
@@ -41,6 +41,10 @@ def _generate(directory: str, name: str) -> str:
     The module is written to a temporary file in the same directory and renamed
     into place, so a concurrent reader sees either no file or a whole one.
     """
+    import contextlib
+    import io
+    import tempfile
+
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, name + ".py")
     if os.path.exists(path):
@@ -59,6 +63,8 @@ def _generate(directory: str, name: str) -> str:
 
 
 def _import_path(name: str, path: str) -> ModuleType:
+    import importlib.util
+
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:  # pragma: no cover - defensive
         raise ImportError(f"cannot load {path}")
@@ -82,6 +88,8 @@ def load() -> Any:
             path = _generate(cache_dir(), name)
         except OSError:
             # An unwritable cache directory: fall back to a private one.
+            import tempfile
+
             path = _generate(tempfile.mkdtemp(prefix="linalloc-"), name)
         module = _import_path(name, path)
     _loaded = module.ffi

@@ -8,8 +8,21 @@ POSIX (Linux, macOS):
 
 - reserve: ``mmap(NULL, n, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)``
 - commit: ``mprotect(addr, n, PROT_READ | PROT_WRITE)``
-- decommit: ``madvise(addr, n, MADV_DONTNEED)`` then ``mprotect(addr, n, PROT_NONE)``
+- decommit (Linux and other POSIX): ``madvise(addr, n, MADV_DONTNEED)`` then
+  ``mprotect(addr, n, PROT_NONE)``
+- decommit (macOS): ``mmap(addr, n, PROT_NONE, MAP_PRIVATE | MAP_ANON | MAP_FIXED, -1, 0)``
 - release: ``munmap(addr, n)``
+
+Why macOS differs: on Linux, ``MADV_DONTNEED`` on private anonymous memory
+drops the pages at once (RSS falls) and they read as zero when touched again.
+On macOS it is only a hint that lowers the pages' priority: they stay resident
+and keep their contents. ``MADV_FREE`` is no better there (freed lazily, under
+memory pressure only, contents undefined until then). Mapping fresh anonymous
+``PROT_NONE`` pages over the range with ``MAP_FIXED`` frees the old pages
+eagerly, guarantees zeros after the next commit and removes access, all in one
+call; it stays inside the reservation, so the final ``munmap`` is unchanged.
+(On Linux that would also work, but a failed ``MAP_FIXED`` there may leave the
+range unmapped, while XNU restores the old mapping on failure.)
 
 Windows:
 
@@ -18,8 +31,10 @@ Windows:
 - decommit: ``VirtualFree(addr, n, MEM_DECOMMIT)``
 - release: ``VirtualFree(addr, 0, MEM_RELEASE)``
 
-POSIX constants come from the stdlib ``mmap`` module of the running platform;
-the Windows ones are the values documented for ``VirtualAlloc``/``VirtualFree``.
+POSIX constants come from the stdlib ``mmap`` module of the running platform,
+except two it does not export on every version: ``PROT_NONE`` (0 on every POSIX
+system) and ``MAP_FIXED`` (0x0010 in macOS's ``<sys/mman.h>``; used on macOS only).
+The Windows ones are the values documented for ``VirtualAlloc``/``VirtualFree``.
 Error codes are read right after the failing call: ``ffi.errno`` on POSIX,
 ``ffi.getwinerror()`` on Windows.
 """
@@ -37,9 +52,10 @@ from . import _ffi
 class PosixVM:
     """mmap/mprotect/madvise/munmap from the C library."""
 
-    def __init__(self) -> None:
+    def __init__(self, decommit_by_remap: bool = sys.platform == "darwin") -> None:
         import mmap
 
+        self.decommit_by_remap = decommit_by_remap
         self.ffi = ffi = _ffi.load()
         self.lib: Any = ffi.dlopen(None)
         # PROT_NONE is 0 on every POSIX system; the stdlib does not export it.
@@ -50,6 +66,7 @@ class PosixVM:
             anon = mmap.MAP_ANON
         self.map_flags = mmap.MAP_PRIVATE | anon
         self.madv_dontneed = mmap.MADV_DONTNEED
+        self.map_fixed = getattr(mmap, "MAP_FIXED", 0x0010)
         self.page_size = mmap.PAGESIZE
         self._map_failed = int(ffi.cast("uintptr_t", ffi.cast("void *", -1)))
 
@@ -75,6 +92,12 @@ class PosixVM:
     def decommit(self, addr: int, size: int) -> int | None:
         """Give pages back to the OS and make them inaccessible; None or errno."""
         ptr = self._ptr(addr)
+        if self.decommit_by_remap:
+            flags = self.map_flags | self.map_fixed
+            new = self.lib.mmap(ptr, size, self.prot_none, flags, -1, 0)
+            if int(self.ffi.cast("uintptr_t", new)) != addr:
+                return int(self.ffi.errno) or _errno.ENOMEM
+            return None
         if self.lib.madvise(ptr, size, self.madv_dontneed) != 0:
             return int(self.ffi.errno)
         if self.lib.mprotect(ptr, size, self.prot_none) != 0:
@@ -149,11 +172,12 @@ def get() -> Any:
 def page_size() -> int:
     """The size in bytes of a virtual-memory page on this system.
 
+    It is the stdlib's ``mmap.PAGESIZE`` (on Windows, ``GetSystemInfo``'s
+    ``dwPageSize``), so asking for it loads no cffi module.
+
     >>> page_size() >= 4096 and page_size() & (page_size() - 1) == 0
     True
     """
-    if sys.platform == "win32":
-        return int(get().page_size)
     import mmap
 
     return mmap.PAGESIZE
