@@ -17,10 +17,17 @@ from __future__ import annotations
 
 import gc
 import sys
+from _thread import _local
 from threading import get_ident
 from typing import Any, NoReturn
 
 from ._store import EagerStore
+
+#: A thread-local object: ``_THREAD.__dict__`` is a different dict in every thread.
+#: An arena keeps its creating thread's one; comparing it with the calling
+#: thread's is the same-thread check of the hot paths (``get_ident()`` would
+#: make an int each call, and a thread id can be reused once its thread ended).
+_THREAD = _local()
 
 
 def _closed_error() -> ValueError:
@@ -43,6 +50,7 @@ class ArenaBase:
     _store_type: Any = EagerStore
 
     _owner: int | None
+    _tdict: dict[str, Any] | None
     _closed: bool
     _busy: bool
     _tracked: tuple[Any, ...]
@@ -52,14 +60,20 @@ class ArenaBase:
         if not isinstance(check_thread, bool):
             raise TypeError(f"check_thread must be a bool, not {type(check_thread).__name__}")
         self._owner = get_ident() if check_thread else None
+        self._tdict = _THREAD.__dict__ if check_thread else None
         self._closed = False
         self._busy = False
         self._tracked = ()
         self._baseline = 0
 
-    def _track(self, *objects: Any) -> None:
-        """Record the objects views refer to; call once all setup references exist."""
-        self._tracked = objects
+    def _track(self, *names: str) -> None:
+        """Record the objects views refer to; call once all setup references exist.
+
+        Takes attribute names, not the objects: CPython < 3.11 keeps a call's
+        arguments on the caller's stack during the call, which would put one
+        reference too many into the baseline and hide one live view.
+        """
+        self._tracked = tuple([getattr(self, name) for name in names])
         self._baseline = self._refcounts()
 
     def _refcounts(self) -> int:
@@ -88,6 +102,7 @@ class ArenaBase:
     def _refuse_if_viewed(self, action: str) -> None:
         live = self._refcounts() - self._baseline
         if live > 0:
+            self._prune_keepalive()
             gc.collect()
             live = self._refcounts() - self._baseline
         if live > 0:
@@ -96,6 +111,9 @@ class ArenaBase:
                 f"cannot {action}: {views} of this arena still alive (values, memoryviews, "
                 "ctypes objects or arrays made from them); delete them first"
             )
+
+    def _prune_keepalive(self) -> None:
+        """Forget references the arena's own memory holds to its own views (typed)."""
 
     def _wrong_thread(self) -> NoReturn:
         raise RuntimeError(
@@ -108,8 +126,8 @@ class ArenaBase:
         """Checks for any call: not closed, right thread."""
         if self._closed:
             raise _closed_error()
-        owner = self._owner
-        if owner is not None and owner != get_ident():
+        tdict = self._tdict
+        if tdict is not None and tdict is not _THREAD.__dict__:
             self._wrong_thread()
 
     def _enter_mut(self) -> None:
@@ -122,7 +140,15 @@ class ArenaBase:
 
     @property
     def closed(self) -> bool:
-        """True once ``close()`` has run."""
+        """True once ``close()`` has run.
+
+        >>> from linalloc import BumpArena
+        >>> with BumpArena(16) as arena:
+        ...     arena.closed
+        False
+        >>> arena.closed
+        True
+        """
         return self._closed
 
     def close(self) -> None:
@@ -132,6 +158,23 @@ class ArenaBase:
         Idempotent: closing a closed arena does nothing. Afterwards every method
         raises ``ValueError``. If a ``drop`` callback keeps a value, the memory
         is released when that value is collected instead.
+
+        >>> import ctypes
+        >>> from linalloc import TypedArena
+        >>> arena = TypedArena(ctypes.c_int32, 4, drop=lambda v: print("drop", v.value))
+        >>> value = arena.alloc(7)
+        >>> arena.close()  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        BufferError: cannot close: 1 view of this arena still alive ...
+        >>> del value
+        >>> arena.close()
+        drop 7
+        >>> arena.close()  # idempotent
+        >>> arena.alloc(1)
+        Traceback (most recent call last):
+        ...
+        ValueError: arena is closed
         """
         if self._closed:
             return

@@ -1,27 +1,83 @@
-"""Untyped bump allocation: ``BumpArena`` (eager) and ``BumpArenaLazy``."""
+"""Untyped bump allocation: ``BumpArena`` (eager) and ``BumpArenaLazy``.
+
+The views handed out are cheap to make and counted by reference counts:
+
+- ``alloc_uninit_slice`` returns a slice of a fresh ``'B'`` memoryview of the
+  buffer: its managed buffer holds one reference to the buffer while it (or
+  anything made from it) lives and has not been ``release()``d.
+- ``alloc(ctype)`` returns elements of a ctypes array of ``ctype`` over the
+  buffer (one array per offset modulo ``sizeof(ctype)``), counted on those
+  arrays. Repeated allocations of one type are served from a *window*: the
+  values for the next slots, made by one slice of the array and handed out by
+  ``list.pop``; any other call first gives the slots not handed out back.
+  Windows start at one value and double, up to 256, while they are used up.
+  Simple types (``c_int64``...) and types whose array slices are not values
+  (``c_char``) are made with ``from_buffer``, as is everything else that does
+  not fit the scheme.
+"""
 
 from __future__ import annotations
 
 import ctypes
+import sys
 from typing import Any, TypeVar
 
-from ._arena import ArenaBase
-from ._layout import Layout, check_count, check_storable
+from ._arena import _THREAD, ArenaBase, _closed_error
+from ._layout import Layout, check_count, check_storable, holds_pointer
 from ._lazy import LazyArenaMixin
 
 C = TypeVar("C")
 
 # ctypes type -> (size, align), for types already checked by check_storable.
 _layouts: dict[type[Any], tuple[int, int]] = {}
+# Those of them that hold a pointer: handed out zeroed, never with a stale address.
+_zeroed: set[type[Any]] = set()
+
+
+#: Values per window at most; types and offsets per arena served by windows at most.
+_WINDOW = 256
+_MAX_TYPES = 64
+_MAX_ROWS = 16
+# ctypes type -> whether a slice of an array of it is a list of exact instances.
+_windowed: dict[type[Any], bool] = {}
+
+
+def _can_window(ctype: Any) -> bool:
+    found = _windowed.get(ctype)
+    if found is None:
+        items: Any = (ctype * 1)()[0:1]
+        found = isinstance(items, list) and type(items[0]) is ctype
+        if len(_windowed) >= 4096:
+            _windowed.clear()
+        _windowed[ctype] = found
+    return found
+
+
+class _Rows:
+    """One type's arrays over an arena: ``rows[r][k]`` lies at offset ``r + k * size``."""
+
+    __slots__ = ("ctype", "size", "zeroed", "rows")
+
+    def __init__(self, ctype: Any, size: int) -> None:
+        self.ctype = ctype
+        self.size = size
+        self.zeroed = ctype in _zeroed
+        self.rows: dict[int, Any] = {}
 
 
 def _ctype_layout(ctype: Any) -> tuple[int, int]:
-    found = _layouts.get(ctype)
+    try:
+        found = _layouts.get(ctype)
+    except TypeError:  # unhashable, so no type: check_storable says what is wrong
+        found = None
     if found is None:
         check_storable(ctype)
         found = (ctypes.sizeof(ctype), ctypes.alignment(ctype))
         if len(_layouts) >= 4096:
             _layouts.clear()
+            _zeroed.clear()
+        if holds_pointer(ctype):
+            _zeroed.add(ctype)
         _layouts[ctype] = found
     return found
 
@@ -67,22 +123,53 @@ class BumpArena(ArenaBase):
         self._base: int = store.address
         self._capacity = capacity
         self._used = 0
-        self._limit: int = store.committed  # bytes usable without asking the store
-        self._track(self._root)
+        # bytes usable without asking the store (a lazy store may commit past capacity)
+        self._limit: int = min(store.committed, capacity)
+        # Offsets aligned to at most this are aligned addresses (the buffer's alignment).
+        self._base_align = store.address & -store.address if store.address else 1 << 62
+        self._types: dict[Any, _Rows | None] = {}
+        # The window: values for the slots just before ``_used``, newest last.
+        self._pending: list[Any] = []
+        self._pop = self._pending.pop
+        self._wtype: Any = None
+        self._wsize = 0
+        self._wn = 0
+        self._track("_root")
 
     # -- the algorithm -----------------------------------------------------
 
     def _bump(self, size: int, align: int) -> int | None:
         """Offset of a new block of ``size`` bytes aligned to ``align``, or None."""
-        base = self._base
-        start = ((base + self._used + align - 1) & -align) - base
+        used = self._used
+        if align <= self._base_align:
+            start = used + (-used % align)
+        else:
+            start = used + (-(self._base + used) % align)
         end = start + size
         if end > self._limit:
             if end > self._capacity or not self._store.ensure(end):
                 return None
-            self._limit = self._store.committed
+            self._limit = min(self._store.committed, self._capacity)
         self._used = end
         return start
+
+    def _close_window(self) -> None:
+        """Give back the window's slots not handed out: ``_used`` is exact again.
+
+        Every allocation reaches this before touching memory unless a window of
+        its type is open, and a closed arena has none: it raises here.
+        """
+        if self._closed:
+            raise _closed_error()
+        pending = self._pending
+        if pending:
+            self._used -= len(pending) * self._wsize
+            pending.clear()
+            self._wn = 0  # the window was too big: start small again
+
+    def _refcounts(self) -> int:
+        # Values made for the window but not handed out refer to a tracked array.
+        return super()._refcounts() - len(self._pending)
 
     def alloc_uninit_slice(self, layout: Layout) -> memoryview | None:
         """A writable 1-D memoryview (format ``'B'``) of ``layout.size`` bytes.
@@ -92,80 +179,229 @@ class BumpArena(ArenaBase):
         failed request changes nothing. The bytes are not cleared. A zero-size
         request returns an empty view and does not advance ``used``; its
         address is aligned when the aligned position lies within the arena.
+
+        >>> from linalloc import BumpArena, Layout, address
+        >>> arena = BumpArena(64)
+        >>> view = arena.alloc_uninit_slice(Layout(40, 16))
+        >>> view[:3] = b"abc"
+        >>> len(view), address(view) % 16, arena.used
+        (40, 0, 40)
+        >>> print(arena.alloc_uninit_slice(Layout(40)))  # full: None, nothing changes
+        None
+        >>> arena.used
+        40
         """
-        self._enter()
+        tdict = self._tdict
+        if tdict is not None and tdict is not _THREAD.__dict__:
+            self._wrong_thread()
         if type(layout) is not Layout:
             raise TypeError(f"layout must be a Layout, not {type(layout).__name__}")
-        size = layout._size
-        if size == 0:
-            base = self._base
-            here = ((base + self._used + layout._align - 1) & -layout._align) - base
-            return memoryview(self._root)[here:here].cast("B")
-        start = self._bump(size, layout._align)
-        if start is None:
+        if self._pending:  # a window is open, or the arena is closed
+            self._close_window()
+        used = self._used
+        align = layout._align
+        if align <= self._base_align:  # (bitwise and on a negative number is slow)
+            start = used + (-used % align)
+        else:
+            start = used + (-(self._base + used) % align)
+        end = start + layout._size
+        if end > self._limit or end == start:
+            return self._slice_slow(start, end)
+        self._used = end
+        return memoryview(self._root).cast("B")[start:end]
+
+    def _slice_slow(self, start: int, end: int) -> memoryview | None:
+        """``alloc_uninit_slice`` of zero bytes, or past the committed memory."""
+        if end == start:
+            return memoryview(self._root).cast("B")[start:start]
+        if end > self._capacity or not self._store.ensure(end):
             return None
-        return memoryview(self._root)[start : start + size].cast("B")
+        self._limit = min(self._store.committed, self._capacity)
+        self._used = end
+        return memoryview(self._root).cast("B")[start:end]
 
     def alloc(self, ctype: type[C]) -> C | None:
         """An instance of ``ctype`` living in the arena (bytes not cleared), or None.
 
         Aligned to ``ctypes.alignment(ctype)``. Types holding a ``py_object``
-        are refused with ``TypeError``.
+        are refused with ``TypeError``. Types holding a pointer (``POINTER(T)``,
+        ``c_char_p``...) are cleared to zero (NULL): a stale address left by
+        earlier use would crash the reader. ``alloc_array`` does the same.
+
+        >>> import ctypes
+        >>> from linalloc import BumpArena
+        >>> arena = BumpArena(16)
+        >>> flag = arena.alloc(ctypes.c_uint8)
+        >>> number = arena.alloc(ctypes.c_uint64)
+        >>> number.value = 42
+        >>> ctypes.addressof(number) - ctypes.addressof(flag), arena.used  # 7 bytes of padding
+        (8, 16)
+        >>> print(arena.alloc(ctypes.c_uint8))
+        None
         """
-        self._enter()
+        tdict = self._tdict
+        if tdict is not None and tdict is not _THREAD.__dict__:
+            self._wrong_thread()
+        if ctype is self._wtype:
+            pop = self._pop
+            try:
+                return pop()  # type: ignore[no-any-return]
+            except IndexError:  # the window is used up
+                pass
+        return self._alloc_slow(ctype)  # type: ignore[no-any-return]
+
+    def _alloc_slow(self, ctype: Any) -> Any:
+        """``alloc()`` outside a window: open one if the type allows, else ``from_buffer``."""
+        self._close_window()
         size, align = _ctype_layout(ctype)
         start = self._bump(size, align)
         if start is None:
             return None
-        return ctype.from_buffer(self._root, start)  # type: ignore[attr-defined,no-any-return]
+        entry = self._rows_of(ctype, size) if size else None
+        row = self._row(entry, start % size) if entry is not None else None
+        if entry is None or row is None:
+            if ctype in _zeroed:
+                ctypes.memset(self._base + start, 0, size)
+            return ctype.from_buffer(self._root, start)
+        # A window of n values from ``start``, in committed memory.
+        n = min(max(1, 2 * self._wn) if ctype is self._wtype else 1, _WINDOW)
+        n = min(n, (self._limit - start) // size)
+        if entry.zeroed:
+            ctypes.memset(self._base + start, 0, n * size)
+        k = start // size
+        batch = row[k : k + n]
+        batch.reverse()
+        pending = self._pending
+        pending[:] = batch
+        del batch
+        self._used = start + n * size
+        self._wtype = ctype
+        self._wsize = size
+        self._wn = n
+        return pending.pop()
+
+    def _rows_of(self, ctype: Any, size: int) -> _Rows | None:
+        """The arrays ``ctype`` values come from, or None if it is not served by windows."""
+        try:
+            return self._types[ctype]
+        except KeyError:
+            pass
+        entry = _Rows(ctype, size) if _can_window(ctype) else None
+        if len(self._types) < _MAX_TYPES:
+            self._types[ctype] = entry
+        return entry
+
+    def _row(self, entry: _Rows, r: int) -> Any:
+        """The array whose element k lies at offset ``r + k * size``, or None if too many."""
+        rows = entry.rows
+        row = rows.get(r)
+        if row is not None or len(rows) >= _MAX_ROWS:
+            return row
+        array_type: Any = entry.ctype * ((self._capacity - r) // entry.size)
+        rows[r] = array_type.from_buffer(self._root, r)
+        self._tracked = (*self._tracked, rows[r])
+        # Into the baseline: the new array's references as _refcounts counts them
+        # (less the one of the slice's tuple), and the one it holds to the buffer.
+        self._baseline += sum([sys.getrefcount(obj) for obj in self._tracked[-1:]])
+        return rows[r]
 
     def alloc_array(self, ctype: type[C], n: int) -> Any | None:
-        """An instance of ``ctype * n`` living in the arena, or None."""
+        """An instance of ``ctype * n`` living in the arena, or None.
+
+        >>> import ctypes
+        >>> from linalloc import BumpArena
+        >>> arena = BumpArena(64)
+        >>> row = arena.alloc_array(ctypes.c_int32, 4)
+        >>> row[:] = [1, 2, 3, 4]
+        >>> sum(row), ctypes.sizeof(row), arena.used
+        (10, 16, 16)
+        >>> print(arena.alloc_array(ctypes.c_int32, 100))
+        None
+        """
         self._enter()
         n = check_count("n", n)
         size, align = _ctype_layout(ctype)
-        if size * n > self._capacity:
+        self._close_window()
+        if size * n > self._capacity or n > sys.maxsize:
             return None  # cannot fit; also keeps ctypes from building a huge type
         array_type: Any = ctype * n  # type: ignore[operator]
         start = self._bump(size * n, align)
         if start is None:
             return None
+        if ctype in _zeroed:
+            ctypes.memset(self._base + start, 0, size * n)
         return array_type.from_buffer(self._root, start)
 
     # -- state -------------------------------------------------------------
 
     @property
     def used(self) -> int:
-        """Bytes from the start to the end of the last allocation, padding included."""
+        """Bytes from the start to the end of the last allocation, padding included.
+
+        >>> from linalloc import BumpArena, Layout
+        >>> arena = BumpArena(64)
+        >>> a = arena.alloc_uninit_slice(Layout(3))
+        >>> b = arena.alloc_uninit_slice(Layout(8, 8))  # starts at 8: 5 bytes of padding
+        >>> arena.used
+        16
+        """
         self._enter()
-        return self._used
+        return self._used - len(self._pending) * self._wsize
 
     @property
     def capacity(self) -> int:
-        """The fixed capacity in bytes (readable after close too)."""
+        """The fixed capacity in bytes (readable after close too).
+
+        >>> from linalloc import BumpArena
+        >>> arena = BumpArena(4096)
+        >>> arena.close()
+        >>> arena.capacity
+        4096
+        """
         return self._capacity
 
     def reset(self) -> None:
         """Make all capacity free again. Refused with ``BufferError`` while a view lives.
 
         Runs no destructors; committed memory (lazy) stays committed.
+
+        >>> import ctypes
+        >>> from linalloc import BumpArena, address
+        >>> arena = BumpArena(64)
+        >>> first = arena.alloc(ctypes.c_double)
+        >>> where = address(first)
+        >>> arena.reset()  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        BufferError: cannot reset: 1 view of this arena still alive ...
+        >>> del first
+        >>> arena.reset()
+        >>> address(arena.alloc(ctypes.c_double)) == where  # the same memory again
+        True
         """
         self._enter_mut()
         self._refuse_if_viewed("reset")
+        self._pending.clear()
         self._used = 0
 
     def _used_bytes(self) -> int:
+        self._close_window()
         return self._used
 
     def _after_trim(self) -> None:
-        self._limit = self._store.committed
+        self._limit = min(self._store.committed, self._capacity)
 
     def _release(self) -> None:
+        self._pending.clear()
+        self._pending = [None]  # never empty: every allocation calls _close_window()
+        self._wtype = None
+        self._types = {}
         self._root = None
         self._store = None
 
     def _repr_fields(self) -> list[str]:
-        return [f"capacity={self._capacity}", f"used={self._used}"]
+        used = self._used - len(self._pending) * self._wsize
+        return [f"capacity={self._capacity}", f"used={used}"]
 
 
 class BumpArenaLazy(LazyArenaMixin, BumpArena):

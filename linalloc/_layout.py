@@ -60,6 +60,24 @@ def holds_py_object(ctype: type[Any]) -> bool:
     return False
 
 
+def holds_pointer(ctype: type[Any]) -> bool:
+    """True if ``ctype`` embeds a pointer anywhere (``POINTER(T)``, ``c_char_p``,
+    ``c_wchar_p``, ``c_void_p``, in fields or elements).
+
+    Reading such a value from uncleared memory would follow a stale address.
+    """
+    if issubclass(ctype, ctypes._Pointer):
+        return True
+    if issubclass(ctype, ctypes._SimpleCData):
+        return getattr(ctype, "_type_", None) in ("z", "Z", "P")
+    if issubclass(ctype, ctypes.Array):
+        element: Any = ctype._type_
+        return holds_pointer(element)
+    if issubclass(ctype, (ctypes.Structure, ctypes.Union)):
+        return any(holds_pointer(field[1]) for field in getattr(ctype, "_fields_", ()))
+    return False
+
+
 def check_storable(ctype: object) -> type[Any]:
     """A ctypes data type that raw arena memory may hold (no ``py_object``)."""
     ctype = check_ctype(ctype)
@@ -109,7 +127,15 @@ class Layout:
 
     @classmethod
     def from_size_align(cls, size: int, align: int) -> Layout:
-        """The layout of ``size`` bytes aligned to ``align``; same checks as ``Layout()``."""
+        """The layout of ``size`` bytes aligned to ``align``; same checks as ``Layout()``.
+
+        >>> Layout.from_size_align(16, 8)
+        Layout(size=16, align=8)
+        >>> Layout.from_size_align(-1, 8)
+        Traceback (most recent call last):
+        ...
+        ValueError: size must be >= 0, got -1
+        """
         return cls(size, align)
 
     @classmethod
@@ -125,19 +151,32 @@ class Layout:
 
     @classmethod
     def array(cls, ctype: type[Any], n: int) -> Layout:
-        """The layout of ``n`` contiguous values of a ctypes type."""
+        """The layout of ``n`` contiguous values of a ctypes type.
+
+        >>> import ctypes
+        >>> Layout.array(ctypes.c_uint16, 5)
+        Layout(size=10, align=2)
+        """
         ctype = check_ctype(ctype)
         n = check_count("n", n)
         return cls(ctypes.sizeof(ctype) * n, ctypes.alignment(ctype))
 
     @property
     def size(self) -> int:
-        """Size in bytes."""
+        """Size in bytes.
+
+        >>> Layout(24, 8).size
+        24
+        """
         return self._size
 
     @property
     def align(self) -> int:
-        """Alignment in bytes, a power of two."""
+        """Alignment in bytes, a power of two.
+
+        >>> Layout(24, 8).align
+        8
+        """
         return self._align
 
     def __setattr__(self, name: str, value: object) -> None:

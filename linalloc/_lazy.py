@@ -32,20 +32,40 @@ class LazyArenaMixin:
         Never more than the bytes used rounded up to ``commit_step`` (and to the
         reservation's end), except that ``reset()`` keeps what was committed
         until ``trim()``.
+
+        >>> from linalloc import BumpArenaLazy, Layout
+        >>> arena = BumpArenaLazy(1 << 30)
+        >>> arena.committed
+        0
+        >>> view = arena.alloc_uninit_slice(Layout(arena.commit_step + 1))
+        >>> arena.committed == 2 * arena.commit_step
+        True
         """
         self._enter()
         return int(self._store.committed)
 
     @property
     def commit_step(self) -> int:
-        """Bytes committed at a time: 64 KiB rounded up to whole pages."""
+        """Bytes committed at a time: 64 KiB rounded up to whole pages.
+
+        >>> from linalloc import COMMIT_STEP, TypedArenaLazy, page_size
+        >>> import ctypes
+        >>> step = TypedArenaLazy(ctypes.c_int8, 1 << 20).commit_step
+        >>> step >= COMMIT_STEP and step % page_size() == 0
+        True
+        """
         self._enter()
         return int(self._store.step)
 
     @property
     def last_os_error_code(self) -> int | None:
         """``errno`` (POSIX) or ``GetLastError()`` (Windows) of the last failed
-        commit or decommit, or ``None`` if there was none."""
+        commit or decommit, or ``None`` if there was none.
+
+        >>> from linalloc import BumpArenaLazy
+        >>> print(BumpArenaLazy(1 << 20).last_os_error_code)
+        None
+        """
         self._enter()
         error: int | None = self._store.last_error
         return error
@@ -55,6 +75,14 @@ class LazyArenaMixin:
 
         A later allocation commits them again (they read as zero then).
         Raises ``OSError`` if the OS refuses.
+
+        >>> from linalloc import BumpArenaLazy, Layout
+        >>> arena = BumpArenaLazy(1 << 30)
+        >>> view = arena.alloc_uninit_slice(Layout(1 << 20))
+        >>> del view
+        >>> arena.reset()
+        >>> arena.trim() == 1 << 20, arena.committed
+        (True, 0)
         """
         self._enter_mut()
         released = int(self._store.trim(self._used_bytes()))

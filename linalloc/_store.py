@@ -18,6 +18,7 @@ once. ``LazyStore`` reserves address space and commits it in steps of
 from __future__ import annotations
 
 import ctypes
+import mmap
 import sys
 import weakref
 from typing import Any
@@ -74,7 +75,9 @@ class LazyStore:
         self.last_error: int | None = None
         if capacity == 0:
             self.vm: Any = None
-            self.page = self.step = 1
+            # No reservation, no system call; the step is still the documented one.
+            self.page = mmap.PAGESIZE
+            self.step = _round_up(COMMIT_STEP, self.page)
             self.reserved = 0
             self.root = ctypes.create_string_buffer(0)
             self.address = ctypes.addressof(self.root)
