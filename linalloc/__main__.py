@@ -12,8 +12,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench_main(args[1:])
     if args and args[0] in ("-h", "--help"):
-        print("usage: python -m linalloc          run the tour\n"
-              "       python -m linalloc bench    run the benchmarks (--quick, --json)")
+        print(
+            "usage: python -m linalloc          run the tour\n"
+            "       python -m linalloc bench    run the benchmarks (--quick, --json)"
+        )
         return 0
     from ._tour import main as tour_main
 

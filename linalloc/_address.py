@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import ctypes
-from typing import Any
+
+TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
+if TYPE_CHECKING:
+    from typing import Any
 
 _CData = ctypes.c_char.__mro__[-2]  # _ctypes._CData, the base of every ctypes instance
 

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import gc
 import sys
-from _thread import _local
-from threading import get_ident
-from typing import Any, NoReturn
+from _thread import _local, get_ident
 
 from ._store import EagerStore
+
+TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 #: A thread-local object: ``_THREAD.__dict__`` is a different dict in every thread.
 #: An arena keeps its creating thread's one; comparing it with the calling

@@ -20,13 +20,17 @@ from __future__ import annotations
 
 import ctypes
 import sys
-from typing import Any, TypeVar
 
 from ._arena import _THREAD, ArenaBase, _closed_error
 from ._layout import Layout, check_count, check_storable, holds_pointer
 from ._lazy import LazyArenaMixin
 
-C = TypeVar("C")
+TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    C = TypeVar("C")
+
 
 # ctypes type -> (size, align), for types already checked by check_storable.
 _layouts: dict[type[Any], tuple[int, int]] = {}

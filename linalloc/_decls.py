@@ -11,7 +11,10 @@ never reuses a stale one.
 from __future__ import annotations
 
 import zlib
-from typing import Any
+
+TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
+if TYPE_CHECKING:
+    from typing import Any
 
 #: Declarations for both platforms. ABI mode only reads what is actually called,
 #: so one out-of-line module serves Linux, macOS and Windows. Windows types are

@@ -14,12 +14,15 @@ stale module is never picked up.
 
 from __future__ import annotations
 
-import importlib
 import os
-from types import ModuleType
-from typing import Any
+import sys
 
 from . import _decls
+
+TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
+if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import Any
 
 # tempfile, contextlib and io are imported where the module is generated: that
 # happens once per cache key, and importing tempfile costs more than the rest of
@@ -82,7 +85,9 @@ def load() -> Any:
 
     name = _decls.module_name(_cffi_backend.__version__)
     try:
-        module = importlib.import_module(f"{__package__}.{name}")
+        # (not importlib.import_module: importing importlib costs more than this module)
+        __import__(f"{__package__}.{name}")
+        module = sys.modules[f"{__package__}.{name}"]
     except ImportError:
         try:
             path = _generate(cache_dir(), name)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import ctypes
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
+if TYPE_CHECKING:
+    from typing import Any
 
 _DATA_BASES = (
     ctypes._SimpleCData,

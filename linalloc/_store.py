@@ -21,9 +21,12 @@ import ctypes
 import mmap
 import sys
 import weakref
-from typing import Any
 
 from . import _vm
+
+TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
+if TYPE_CHECKING:
+    from typing import Any
 
 #: Lazy stores commit in steps of this many bytes (rounded up to whole pages).
 COMMIT_STEP = 64 * 1024

@@ -5,7 +5,7 @@ slots are one ctypes array over the store's root buffer, and a value is an
 element of that array: it keeps the array (and so the memory) alive, and it
 counts as a live view on the array's reference count.
 
-Slots are handed out a *window* at a time (8 slots, growing to 256 with use).
+Slots are handed out a *window* at a time (8 slots, growing to 512 with use).
 Opening a window is the slow path, in Python: it commits memory (lazy), zeroes
 the window's slots if a ``reset()`` left them dirty (one ``memset``), and
 makes the window's values. Handing out a value inside the window runs no
@@ -27,18 +27,36 @@ from __future__ import annotations
 import ctypes
 import sys
 import weakref
-from collections.abc import Iterator
-from functools import partial
+from _functools import partial  # type: ignore[import-not-found]
+from _operator import getitem, length_hint
 from itertools import repeat
-from operator import getitem, length_hint
-from typing import Any, Callable, Generic, TypeVar
 
 from ._address import _CData
 from ._arena import _THREAD, ArenaBase, raise_busy, raise_closed
 from ._layout import check_count, check_storable
 from ._lazy import LazyArenaMixin
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import Any, Generic, TypeVar
+
+    T = TypeVar("T")
+
+    class _Generic(Generic[T]):
+        """``typing.Generic``, for type checkers."""
+
+else:
+    T = "T"
+
+    class _Generic:
+        """``TypedArena[Point]`` works at run time as with ``typing.Generic``, without typing."""
+
+        __slots__ = ()
+
+        def __class_getitem__(cls, params: object) -> object:
+            return type(list[int])(cls, params)  # types.GenericAlias
+
 
 _slot_types: dict[type[Any], type[Any]] = {}
 
@@ -79,8 +97,10 @@ def slot_type(ctype: type[Any]) -> type[Any]:
 
 
 #: The most slots a window holds, and the fewest (a window holds as many slots
-#: as are live already, within these bounds).
-_WINDOW = 256
+#: as have been live at most, within these bounds). Made ahead, a window's
+#: values count towards the collector's threshold (700 new objects): 512 stay
+#: below it.
+_WINDOW = 512
 _MIN_WINDOW = 8
 
 
@@ -179,7 +199,7 @@ def _drop_at_collection(
             raise error
 
 
-class TypedArena(ArenaBase, Generic[T]):
+class TypedArena(ArenaBase, _Generic[T]):
     """A fixed-capacity arena of values of one ctypes type, in one string buffer.
 
     ``capacity`` counts elements. Values are handed out in contiguous slots
@@ -288,10 +308,10 @@ class TypedArena(ArenaBase, Generic[T]):
         if pending is None:
             cursor.rng = iter(range(k, end))
             self._take = map(getitem, repeat(arr), cursor.rng).__next__
-        elif self._slices:
-            batch = arr[k:end]
-            batch.reverse()
-            pending[:] = batch
+        elif end == k:
+            pending.clear()
+        elif self._slices:  # newest first, for list.pop
+            pending[:] = arr[end - 1 : k - 1 if k else None : -1]  # (-1 would mean the last)
         else:
             pending[:] = map(getitem, repeat(arr), range(end - 1, k - 1, -1))
 
@@ -305,7 +325,7 @@ class TypedArena(ArenaBase, Generic[T]):
         k = cursor.end
         if k >= cursor.hi and not self._extend():
             return False
-        end = min(cursor.hi, k + max(_MIN_WINDOW, min(k, _WINDOW)))
+        end = min(cursor.hi, k + max(_MIN_WINDOW, min(max(k, cursor.dirty), _WINDOW)))
         if k < cursor.dirty:
             size = self._size
             start = self._root_address() + k * size
@@ -358,7 +378,10 @@ class TypedArena(ArenaBase, Generic[T]):
             return self._alloc_slow(args, kwargs)
         if args or kwargs:
             try:
-                value.__init__(*args, **kwargs)
+                if kwargs:
+                    value.__init__(*args, **kwargs)
+                else:  # (no dict to pass: quicker)
+                    value.__init__(*args)
             except BaseException:
                 error = self._init_failed(value, args)
                 del value  # the traceback must not keep the cleared slot alive as a view
@@ -378,7 +401,10 @@ class TypedArena(ArenaBase, Generic[T]):
         value = self._take()
         if args or kwargs:
             try:
-                value.__init__(*args, **kwargs)
+                if kwargs:
+                    value.__init__(*args, **kwargs)
+                else:  # (no dict to pass: quicker)
+                    value.__init__(*args)
             except BaseException:
                 error = self._init_failed(value, args)
                 del value  # the traceback must not keep the cleared slot alive as a view

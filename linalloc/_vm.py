@@ -44,9 +44,12 @@ from __future__ import annotations
 import errno as _errno
 import os
 import sys
-from typing import Any
 
 from . import _ffi
+
+TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class PosixVM:
