@@ -394,29 +394,20 @@ class TypedArena(ArenaBase, _Generic[T]):
         return value  # type: ignore[no-any-return]
 
     def _alloc_slow(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> T | None:
-        """``alloc()`` once the window is used up: open the next one, or None when full."""
+        """``alloc()`` once the window is used up: open the next one, or None when full.
+
+        If the constructor then raises, what opening the window committed is
+        given back (rule 6: a failed call changes nothing).
+        """
         committed = self._store.committed
         if not self._open_window():
             return None
-        value = self._take()
-        if args or kwargs:
-            try:
-                if kwargs:
-                    value.__init__(*args, **kwargs)
-                else:  # (no dict to pass: quicker)
-                    value.__init__(*args)
-            except BaseException:
-                error = self._init_failed(value, args)
-                del value  # the traceback must not keep the cleared slot alive as a view
-                if self._store.committed != committed:
-                    self._uncommit(committed)
-                if error is not None:
-                    try:
-                        raise error from None
-                    finally:
-                        del error  # no cycle frame -> error -> traceback -> frame
-                raise
-        return value  # type: ignore[no-any-return]
+        try:
+            return self.alloc(*args, **kwargs)  # the window now has a slot: the fast path
+        except BaseException:
+            if self._store.committed != committed:
+                self._uncommit(committed)
+            raise
 
     def _uncommit(self, committed: int) -> None:
         """Give back what a failed allocation committed (rule 6: nothing changes)."""

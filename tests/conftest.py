@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+from typing import Callable
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -61,3 +63,19 @@ def run_python(
         timeout=timeout,
         env=full_env,
     )
+
+
+def run_in_thread(fn: Callable[[], object]) -> BaseException | None:
+    """Run ``fn`` in a new thread; return the exception it raised, or None."""
+    caught: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            fn()
+        except BaseException as exc:
+            caught.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    return caught[0] if caught else None

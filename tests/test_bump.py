@@ -7,12 +7,11 @@ import ctypes
 import gc
 import pickle
 import sys
-import threading
 from typing import Any, Callable
 
 import numpy as np
 import pytest
-from conftest import run_python
+from conftest import run_in_thread, run_python
 
 import linalloc
 from linalloc import Layout, address
@@ -46,22 +45,6 @@ PY_OBJECT_TYPES: list[Any] = [
     ctypes.py_object * 3,
     (HoldsObject * 2) * 2,
 ]
-
-
-def run_in_thread(fn: Callable[[], object]) -> BaseException | None:
-    """Run ``fn`` in a new thread; return the exception it raised, or None."""
-    caught: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            fn()
-        except BaseException as exc:
-            caught.append(exc)
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    return caught[0] if caught else None
 
 
 def filled(arena: Any, sizes: list[tuple[int, int]]) -> list[tuple[memoryview, bytes]]:

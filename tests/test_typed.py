@@ -7,11 +7,10 @@ import ctypes
 import gc
 import pickle
 import sys
-import threading
 from typing import Any, Callable
 
 import pytest
-from conftest import run_python
+from conftest import run_in_thread, run_python
 
 import linalloc
 
@@ -61,22 +60,6 @@ class WithPointers(ctypes.Structure):
         ("holder_ptr", ctypes.POINTER(HoldsObject)),
         ("n", ctypes.c_int),
     ]
-
-
-def run_in_thread(fn: Callable[[], object]) -> BaseException | None:
-    """Run ``fn`` in a new thread; return the exception it raised, or None."""
-    caught: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            fn()
-        except BaseException as exc:
-            caught.append(exc)
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    return caught[0] if caught else None
 
 
 def committed(arena: Any) -> int | None:
