@@ -197,7 +197,8 @@ class BumpArena(ArenaBase):
         ``None`` when the arena has no room (lazy: or the commit failed); a
         failed request changes nothing. The bytes are not cleared. A zero-size
         request returns an empty view and does not advance ``used``; its
-        address is aligned when the aligned position lies within the arena.
+        address is aligned when the aligned position lies within the arena
+        (lazy: within its committed memory).
 
         >>> from linalloc import BumpArena, Layout, address
         >>> arena = BumpArena(64)
