@@ -6,7 +6,10 @@
   *tracked* objects (the store's root buffer, the typed slot array), so
   ``sys.getrefcount(obj)`` above its value at construction is the number of
   live views. A cycle may hold a view until the collector runs, so the count
-  is taken again after ``gc.collect()`` before refusing.
+  is taken again after ``gc.collect()`` before refusing. A lazy arena makes
+  new tracked objects each time its committed memory grows (no object spans
+  memory not yet committed); the earlier *generations* stay counted, each with
+  its own baseline, until none of their views is left.
 - rule 3: ``close()`` is idempotent; afterwards methods raise ``ValueError``.
 - rule 4: calls from a thread other than the creating one raise ``RuntimeError``
   unless the arena was made with ``check_thread=False``.
@@ -23,6 +26,7 @@ from ._store import EagerStore
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, NoReturn
 
 #: A thread-local object: ``_THREAD.__dict__`` is a different dict in every thread.
@@ -38,6 +42,11 @@ def _closed_error() -> ValueError:
 
 def raise_closed(*args: object) -> NoReturn:
     raise _closed_error()
+
+
+def _gen_refs(objs: tuple[Any, ...]) -> int:
+    """The summed reference counts of a retired generation's objects."""
+    return sum([sys.getrefcount(obj) for obj in objs])
 
 
 def raise_busy(*args: object) -> NoReturn:
@@ -57,6 +66,7 @@ class ArenaBase:
     _busy: bool
     _tracked: tuple[Any, ...]
     _baseline: int
+    _retired: list[tuple[tuple[Any, ...], int]]
 
     def _init_guard(self, check_thread: bool) -> None:
         if not isinstance(check_thread, bool):
@@ -67,6 +77,7 @@ class ArenaBase:
         self._busy = False
         self._tracked = ()
         self._baseline = 0
+        self._retired = []
 
     def _track(self, *names: str) -> None:
         """Record the objects views refer to; call once all setup references exist.
@@ -80,6 +91,37 @@ class ArenaBase:
 
     def _refcounts(self) -> int:
         return sum([sys.getrefcount(obj) for obj in self._tracked])
+
+    def _live(self) -> int:
+        """Live views of every generation; forgets retired generations with none left."""
+        live = self._refcounts() - self._baseline
+        if self._retired:
+            kept = [gen for gen in self._retired if _gen_refs(gen[0]) > gen[1]]
+            self._retired = kept
+            live += sum([_gen_refs(gen[0]) - gen[1] for gen in kept])
+        return live
+
+    def _retire(self, forget: Callable[[], None]) -> None:
+        """Retire the tracked objects: ``forget()`` drops the arena's references to them.
+
+        Their live views (counted before, with no window value pending) stay
+        counted: the retired generation's baseline is its reference count once
+        the arena let go, less those views. The collector is paused meanwhile,
+        so that no view dies between the two counts.
+        """
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            live = self._refcounts() - self._baseline
+            old = self._tracked
+            forget()
+            self._tracked = ()
+            if live > 0:
+                self._retired.append((old, _gen_refs(old) - live))
+            del old
+        finally:
+            if enabled:
+                gc.enable()
 
     def live_views(self) -> int:
         """How many views handed out by this arena are still referenced.
@@ -99,14 +141,14 @@ class ArenaBase:
         0
         """
         self._enter()
-        return self._refcounts() - self._baseline
+        return self._live()
 
     def _refuse_if_viewed(self, action: str) -> None:
-        live = self._refcounts() - self._baseline
+        live = self._live()
         if live > 0:
             self._prune_keepalive()
             gc.collect()
-            live = self._refcounts() - self._baseline
+            live = self._live()
         if live > 0:
             views = "1 view" if live == 1 else f"{live} views"
             raise BufferError(
@@ -186,6 +228,7 @@ class ArenaBase:
         self._closed = True
         self._release()
         self._tracked = ()
+        self._retired = []
         if error is not None:
             raise error
 

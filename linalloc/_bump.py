@@ -24,6 +24,7 @@ import sys
 from ._arena import _THREAD, ArenaBase, _closed_error
 from ._layout import Layout, check_count, check_storable, holds_pointer
 from ._lazy import LazyArenaMixin
+from ._store import array_type as array_type_of
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
@@ -153,9 +154,23 @@ class BumpArena(ArenaBase):
         if end > self._limit:
             if end > self._capacity or not self._store.ensure(end):
                 return None
-            self._limit = min(self._store.committed, self._capacity)
+            self._grown()
         self._used = end
         return start
+
+    def _grown(self) -> None:
+        """After a commit: raise the limit; a lazy arena moves to a root over all of it."""
+        store = self._store
+        self._limit = min(store.committed, self._capacity)
+        if store.extent > len(self._root):
+            self._retire(self._forget)
+            self._root = store.root
+            self._track("_root")
+
+    def _forget(self) -> None:
+        """Drop the arena's references to its root and the arrays over it."""
+        self._root = None
+        self._types = {}
 
     def _close_window(self) -> None:
         """Give back the window's slots not handed out: ``_used`` is exact again.
@@ -182,7 +197,8 @@ class BumpArena(ArenaBase):
         ``None`` when the arena has no room (lazy: or the commit failed); a
         failed request changes nothing. The bytes are not cleared. A zero-size
         request returns an empty view and does not advance ``used``; its
-        address is aligned when the aligned position lies within the arena.
+        address is aligned when the aligned position lies within the arena
+        (lazy: within its committed memory).
 
         >>> from linalloc import BumpArena, Layout, address
         >>> arena = BumpArena(64)
@@ -220,7 +236,7 @@ class BumpArena(ArenaBase):
             return memoryview(self._root).cast("B")[start:start]
         if end > self._capacity or not self._store.ensure(end):
             return None
-        self._limit = min(self._store.committed, self._capacity)
+        self._grown()
         self._used = end
         return memoryview(self._root).cast("B")[start:end]
 
@@ -301,7 +317,13 @@ class BumpArena(ArenaBase):
         row = rows.get(r)
         if row is not None or len(rows) >= _MAX_ROWS:
             return row
-        array_type: Any = entry.ctype * ((self._capacity - r) // entry.size)
+        n = (len(self._root) - r) // entry.size
+        if n <= 0:
+            return None
+        if self._store.lazy:  # lengths follow the committed size: keep ctypes' cache small
+            array_type: Any = array_type_of(entry.ctype, n)
+        else:
+            array_type = entry.ctype * n
         rows[r] = array_type.from_buffer(self._root, r)
         self._tracked = (*self._tracked, rows[r])
         # Into the baseline: the new array's references as _refcounts counts them

@@ -75,8 +75,10 @@ class LazyArenaMixin:
     def trim(self) -> int:
         """Give committed pages past ``used`` back to the OS; returns the bytes released.
 
-        A later allocation commits them again (they read as zero then).
-        Raises ``OSError`` if the OS refuses.
+        Their memory goes back to the OS at once; the pages stay mapped
+        readable and writable (objects handed out earlier may span them) until
+        the reservation is released. A later allocation commits them again
+        (they read as zero then). Raises ``OSError`` if the OS refuses.
 
         >>> from linalloc import BumpArenaLazy, Layout
         >>> arena = BumpArenaLazy(1 << 30)

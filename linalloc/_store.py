@@ -3,16 +3,19 @@
 A store owns one contiguous block and answers four questions for the
 allocation algorithm, which is written once in ``_bump``/``_typed``:
 
-- ``root``: a ctypes ``c_char`` array over the whole block. Every view an arena
-  hands out is derived from it (``from_buffer``/``memoryview``), so the block
-  lives exactly as long as the last view of it.
+- ``root``: a ctypes ``c_char`` array over the block's usable bytes. Every view
+  an arena hands out is derived from a root (``from_buffer``/``memoryview``),
+  so the block lives exactly as long as the last view of it. The eager
+  store's root is its buffer; the lazy store makes a new root, over the bytes
+  committed so far, each time it is asked (the arena asks when that grows).
 - ``address``, ``capacity``: where the block starts and how many bytes it has.
 - ``ensure(end) -> bool``: make bytes ``[0, end)`` usable; False if not.
 - ``trim(keep) -> int``: give back what lies past ``keep`` (lazy only).
 
 ``EagerStore`` is a zero-filled ctypes string buffer: every byte is usable at
 once. ``LazyStore`` reserves address space and commits it in steps of
-``commit_step`` bytes as ``ensure`` asks for more.
+``commit_step`` bytes as ``ensure`` asks for more. ``extent``: the bytes a root
+spans (all of them for the eager store).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class EagerStore:
         self.address = ctypes.addressof(self.root)
         self.capacity = capacity
         self.committed = capacity
+        self.extent = capacity
 
     def ensure(self, end: int) -> bool:
         return end <= self.capacity
@@ -60,11 +64,66 @@ class EagerStore:
         return 0
 
 
+# (ctype, n) -> array type, for array_type(); bounded.
+_array_types: dict[tuple[Any, int], Any] = {}
+
+
+def array_type(ctype: Any, n: int) -> Any:
+    """A ``ctype * n`` array type, from a bounded cache of this module's own.
+
+    The lazy arenas make arrays whose lengths follow the committed size; ctypes
+    would keep every ``ctype * n`` it ever made for the life of the process.
+    """
+    key = (ctype, n)
+    found = _array_types.get(key)
+    if found is None:
+        meta: Any = type(ctypes.Array)
+        found = meta(
+            f"{ctype.__name__}_Array_{n}", (ctypes.Array,), {"_type_": ctype, "_length_": n}
+        )
+        if len(_array_types) >= 1024:
+            _array_types.clear()
+        _array_types[key] = found
+    return found
+
+
+def root_over(address: int, size: int, owner: object) -> Any:
+    """A ``c_char`` array over ``[address, address + size)`` that keeps ``owner`` alive."""
+    root: Any = array_type(ctypes.c_char, size).from_address(address)
+    root._linalloc_owner = owner
+    return root
+
+
+class Reservation:
+    """Reserved address space, released (``munmap``/``VirtualFree``) when collected.
+
+    ``extent`` is how many bytes from the start have ever been committed: they
+    stay accessible until the release (decommitting never removes access).
+    """
+
+    __slots__ = ("address", "size", "extent", "__weakref__")
+
+    def __init__(self, vm: Any, size: int) -> None:
+        self.address: int = vm.reserve(size)
+        self.size = size
+        self.extent = 0
+        # Not at interpreter exit: views may still be used by other finalizers,
+        # and the OS reclaims the mapping with the process anyway.
+        weakref.finalize(self, vm.release, self.address, size).atexit = False
+
+    def view(self, size: int) -> Any:
+        """A ``c_char`` array over the first ``size`` accessible bytes, keeping this alive."""
+        return root_over(self.address, min(size, self.extent), self)
+
+
 class LazyStore:
     """``capacity`` bytes of reserved address space, committed on demand.
 
-    The reservation is released (``munmap``/``VirtualFree``) when ``root`` and
-    every object derived from it have been garbage collected, never earlier.
+    ``root`` makes a new ``c_char`` array over the bytes committed so far (at
+    most ``capacity``): no ctypes object an arena hands out, or that is
+    reachable from one, spans memory that is not accessible. Each root keeps
+    this store, and so the reservation, alive: the reservation is released
+    when the store and every root and view have been collected, never earlier.
     Capacity 0 reserves nothing and makes no system call.
     """
 
@@ -76,14 +135,15 @@ class LazyStore:
         self.capacity = capacity
         self.committed = 0
         self.last_error: int | None = None
+        self.reservation: Reservation | None = None
         if capacity == 0:
             self.vm: Any = None
             # No reservation, no system call; the step is still the documented one.
             self.page = mmap.PAGESIZE
             self.step = _round_up(COMMIT_STEP, self.page)
             self.reserved = 0
-            self.root = ctypes.create_string_buffer(0)
-            self.address = ctypes.addressof(self.root)
+            self._empty = ctypes.create_string_buffer(0)
+            self.address = ctypes.addressof(self._empty)
             return
         self.vm = vm = _vm.get()
         self.page = vm.page_size
@@ -91,27 +151,40 @@ class LazyStore:
         self.reserved = _round_up(capacity, self.page)
         if self.reserved > sys.maxsize:
             raise OverflowError(f"capacity {capacity} exceeds the address space")
-        self.address = vm.reserve(self.reserved)
-        try:
-            self.root = (ctypes.c_char * capacity).from_address(self.address)
-        except BaseException:
-            vm.release(self.address, self.reserved)
-            raise
-        # Not at interpreter exit: views may still be used by other finalizers,
-        # and the OS reclaims the mapping with the process anyway.
-        weakref.finalize(self.root, vm.release, self.address, self.reserved).atexit = False
+        self.reservation = Reservation(vm, self.reserved)
+        self.address = self.reservation.address
+
+    @property
+    def extent(self) -> int:
+        """Bytes a root spans now: those ever committed, at most ``capacity``."""
+        reservation = self.reservation
+        return 0 if reservation is None else min(reservation.extent, self.capacity)
+
+    @property
+    def root(self) -> Any:
+        """A new ``c_char`` array over the ``extent`` bytes, keeping the store alive."""
+        if self.reservation is None:
+            return self._empty
+        return root_over(self.address, self.extent, self)
 
     def ensure(self, end: int) -> bool:
         if end <= self.committed:
             return True
         if end > self.capacity:
             return False
+        reservation: Any = self.reservation
         target = min(_round_up(end, self.step), self.reserved)
         error = self.vm.commit(self.address + self.committed, target - self.committed)
         if error is not None:
             self.last_error = error
             return False
+        if self.vm.zero_on_recommit and reservation.extent > self.committed:
+            # Pages decommitted earlier kept undefined contents: zero them.
+            ctypes.memset(
+                self.address + self.committed, 0, min(reservation.extent, target) - self.committed
+            )
         self.committed = target
+        reservation.extent = max(reservation.extent, target)
         return True
 
     def trim(self, keep: int) -> int:

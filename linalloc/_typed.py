@@ -35,6 +35,8 @@ from ._address import _CData
 from ._arena import _THREAD, ArenaBase, raise_busy, raise_closed
 from ._layout import check_count, check_storable
 from ._lazy import LazyArenaMixin
+from ._store import Reservation
+from ._store import array_type as array_type_of
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
@@ -151,21 +153,24 @@ def _drop_all(drop: Callable[[Any], object], array: Any, n: int) -> BaseExceptio
     return first
 
 
-def _arena_only(entry: Any, lo: int, hi: int, arr: Any, seen: set[int]) -> bool:
-    """True if a ctypes keep-alive entry holds nothing but memory in ``[lo, hi)``."""
+def _arena_only(entry: Any, lo: int, hi: int, arrs: set[int], seen: set[int]) -> bool:
+    """True if a ctypes keep-alive entry holds nothing but memory in ``[lo, hi)``.
+
+    ``arrs``: the ids of the arena's slot arrays (memoryviews of them are its own).
+    """
     if entry is None or id(entry) in seen:
         return True
     seen.add(id(entry))
     if isinstance(entry, dict):
-        return all(_arena_only(item, lo, hi, arr, seen) for item in entry.values())
+        return all(_arena_only(item, lo, hi, arrs, seen) for item in entry.values())
     if isinstance(entry, memoryview):
-        return entry.obj is arr
+        return id(entry.obj) in arrs
     if isinstance(entry, _CData):
         cdata: Any = entry
         start = ctypes.addressof(cdata)
         if not lo <= start <= start + ctypes.sizeof(cdata) <= hi:
             return False
-        return _arena_only(cdata._objects, lo, hi, arr, seen)
+        return _arena_only(cdata._objects, lo, hi, arrs, seen)
     return False
 
 
@@ -189,12 +194,23 @@ def _too_many(ctype: Any, n: int) -> TypeError:
 
 
 def _drop_at_collection(
-    drop: Callable[[Any], object], array_type: Any, root: Any, offset: int, cursor: _Cursor
+    drop: Callable[[Any], object], ctype: Any, source: Any, offset: int, cursor: _Cursor
 ) -> None:
-    """Drop what an unreachable arena still held; errors go to sys.unraisablehook."""
+    """Drop what an unreachable arena still held; errors go to sys.unraisablehook.
+
+    ``source`` is the root (eager) or the reservation (lazy), whose ``view``
+    makes a root over the committed memory that keeps the reservation alive
+    while a value a drop callback kept lives.
+    """
     n = cursor.count()
     if n:
-        error = _drop_all(drop, array_type.from_buffer(root, offset), n)
+        root = (
+            source.view(offset + n * ctypes.sizeof(ctype))
+            if isinstance(source, Reservation)
+            else source
+        )
+        array = array_type_of(slot_type(ctype), n).from_buffer(root, offset)
+        error = _drop_all(drop, array, n)
         if error is not None:
             raise error
 
@@ -268,8 +284,7 @@ class TypedArena(ArenaBase, _Generic[T]):
             self._take: Callable[[], Any] = partial(ctype.from_buffer, self._root, offset)
             self._track("_arr", "_root")
             return
-        array_type = slot_type(ctype) * capacity
-        self._arr = array_type.from_buffer(self._root, offset)
+        self._arr = self._slot_array()
         # Slicing a c_char/c_wchar array gives bytes/str, not values.
         self._slices = isinstance(self._arr[0:0], list)
         self._cursor = _Cursor(self._usable_slots(), batched=drop is None)
@@ -277,11 +292,27 @@ class TypedArena(ArenaBase, _Generic[T]):
             self._take = self._cursor.pending.pop
         self._restart(0)
         if drop is not None:
-            self._finalizer = weakref.finalize(
-                self._arr, _drop_at_collection, drop, array_type, self._root, offset, self._cursor
-            )
+            if store.lazy:
+                # The slot array changes as memory is committed; every root refers
+                # to the store, so the store lives as long as any value does.
+                self._finalizer = weakref.finalize(
+                    store, _drop_at_collection, drop, ctype, store.reservation, offset, self._cursor
+                )
+            else:
+                self._finalizer = weakref.finalize(
+                    self._arr, _drop_at_collection, drop, ctype, self._root, offset, self._cursor
+                )
             self._finalizer.atexit = False
         self._track("_arr", "_root")
+
+    def _slot_array(self) -> Any:
+        """The slot array over the root: every slot that lies wholly in it."""
+        n = min(self._capacity, (len(self._root) - self._offset) // self._size)
+        if self._store.lazy:  # lengths follow the committed size: keep ctypes' cache small
+            array_type: Any = array_type_of(slot_type(self._ctype), max(n, 0))
+        else:
+            array_type = slot_type(self._ctype) * n
+        return array_type.from_buffer(self._root, self._offset)
 
     # -- the algorithm -----------------------------------------------------
 
@@ -339,10 +370,33 @@ class TypedArena(ArenaBase, _Generic[T]):
         k = cursor.hi
         if self._size == 0 or k >= self._capacity:
             return False
-        if not self._store.ensure(self._offset + (k + 1) * self._size):
+        store = self._store
+        if not store.ensure(self._offset + (k + 1) * self._size):
             return False
+        if store.extent > len(self._root):
+            self._regrow()
         cursor.hi = self._usable_slots()
         return True
+
+    def _regrow(self) -> None:
+        """Move to a root and slot array over all committed memory (lazy).
+
+        Called with no window value pending. Values and views made earlier
+        keep the earlier arrays, which stay counted as their generation.
+        """
+        self._retire(self._forget)
+        self._root = self._store.root
+        self._arr = self._slot_array()
+        k = self._cursor.end
+        self._set_window(k, k)
+        self._track("_arr", "_root")
+
+    def _forget(self) -> None:
+        """Drop the arena's references to its root and slot array."""
+        if self._cursor.pending is None:  # (a drop arena's iterator holds the array)
+            self._take = raise_closed
+        self._arr = None
+        self._root = None
 
     def _refcounts(self) -> int:
         # The window's values not handed out yet refer to the slot array too.
@@ -375,6 +429,7 @@ class TypedArena(ArenaBase, _Generic[T]):
         try:
             value = take()
         except (IndexError, StopIteration):  # the window is used up
+            del take  # (it may hold the slot array, which opening a window can replace)
             return self._alloc_slow(args, kwargs)
         if args or kwargs:
             try:
@@ -636,15 +691,18 @@ class TypedArena(ArenaBase, _Generic[T]):
         inside the arena needs no keeping (its memory lives as long as the slot
         array), yet the entry would count as a live view for ever.
         """
-        arr = self._arr
-        objects = arr._objects
-        if not objects:
-            return
+        arrays = [self._arr, *[gen[0][0] for gen in self._retired]]
+        ids = {id(arr) for arr in arrays}
         lo = self._root_address()
         hi = lo + self._capacity * self._size
-        for key, entry in list(objects.items()):
-            if _arena_only(entry, lo, hi, arr, {id(objects)}):
-                del objects[key]
+        for arr in arrays:
+            objects = arr._objects
+            if not objects:
+                continue
+            for key, entry in list(objects.items()):
+                if _arena_only(entry, lo, hi, ids, {id(objects)}):
+                    del objects[key]
+        del arrays
 
     def _root_address(self) -> int:
         return int(self._store.address) + self._offset

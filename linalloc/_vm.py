@@ -8,19 +8,27 @@ POSIX (Linux, macOS):
 
 - reserve: ``mmap(NULL, n, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)``
 - commit: ``mprotect(addr, n, PROT_READ | PROT_WRITE)``
-- decommit (Linux and other POSIX): ``madvise(addr, n, MADV_DONTNEED)`` then
-  ``mprotect(addr, n, PROT_NONE)``
-- decommit (macOS): ``mmap(addr, n, PROT_NONE, MAP_PRIVATE | MAP_ANON | MAP_FIXED, -1, 0)``
+- decommit (Linux and other POSIX): ``madvise(addr, n, MADV_DONTNEED)``
+- decommit (macOS): ``mmap(addr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANON |
+  MAP_FIXED, -1, 0)``
 - release: ``munmap(addr, n)``
+
+Decommitting never makes pages inaccessible: objects handed out earlier (and
+ctypes objects reachable from them) may span those pages, and reading them
+must not crash. The pages' memory goes back to the OS and they read as zero
+afterwards, but they stay mapped readable and writable until the reservation is
+released. On Linux ``mprotect(PROT_NONE)`` would gain nothing anyway: the
+commit charge of a private writable mapping stays with it until ``munmap``.
 
 Why macOS differs: on Linux, ``MADV_DONTNEED`` on private anonymous memory
 drops the pages at once (RSS falls) and they read as zero when touched again.
 On macOS it is only a hint that lowers the pages' priority: they stay resident
 and keep their contents. ``MADV_FREE`` is no better there (freed lazily, under
 memory pressure only, contents undefined until then). Mapping fresh anonymous
-``PROT_NONE`` pages over the range with ``MAP_FIXED`` frees the old pages
-eagerly, guarantees zeros after the next commit and removes access, all in one
-call; it stays inside the reservation, so the final ``munmap`` is unchanged.
+readable and writable pages over the range with ``MAP_FIXED`` frees the old
+pages eagerly and guarantees zeros, in one call that leaves the range
+accessible; it stays inside the reservation, so the final ``munmap`` is
+unchanged.
 (On Linux that would also work, but a failed ``MAP_FIXED`` there may leave the
 range unmapped, while XNU restores the old mapping on failure.)
 
@@ -28,8 +36,15 @@ Windows:
 
 - reserve: ``VirtualAlloc(NULL, n, MEM_RESERVE, PAGE_NOACCESS)``
 - commit: ``VirtualAlloc(addr, n, MEM_COMMIT, PAGE_READWRITE)``
-- decommit: ``VirtualFree(addr, n, MEM_DECOMMIT)``
+- decommit: ``VirtualAlloc(addr, n, MEM_RESET, PAGE_READWRITE)``
 - release: ``VirtualFree(addr, 0, MEM_RELEASE)``
+
+``MEM_DECOMMIT`` would make the pages inaccessible while views of them may
+still exist. ``MEM_RESET`` keeps them committed and accessible but tells the
+memory manager their contents no longer matter: it drops them from the
+working set without writing them to the paging file. Their contents are then
+undefined (not guaranteed zero), so ``zero_on_recommit`` is True and the store
+clears such pages when it commits them again.
 
 POSIX constants come from the stdlib ``mmap`` module of the running platform,
 except two it does not export on every version: ``PROT_NONE`` (0 on every POSIX
@@ -71,6 +86,7 @@ class PosixVM:
         self.madv_dontneed = mmap.MADV_DONTNEED
         self.map_fixed = getattr(mmap, "MAP_FIXED", 0x0010)
         self.page_size = mmap.PAGESIZE
+        self.zero_on_recommit = False
         self._map_failed = int(ffi.cast("uintptr_t", ffi.cast("void *", -1)))
 
     def _ptr(self, addr: int) -> Any:
@@ -93,17 +109,18 @@ class PosixVM:
         return None
 
     def decommit(self, addr: int, size: int) -> int | None:
-        """Give pages back to the OS and make them inaccessible; None or errno."""
+        """Give pages' memory back to the OS; they stay accessible and read as zero.
+
+        Returns None or the errno.
+        """
         ptr = self._ptr(addr)
         if self.decommit_by_remap:
             flags = self.map_flags | self.map_fixed
-            new = self.lib.mmap(ptr, size, self.prot_none, flags, -1, 0)
+            new = self.lib.mmap(ptr, size, self.prot_rw, flags, -1, 0)
             if int(self.ffi.cast("uintptr_t", new)) != addr:
                 return int(self.ffi.errno) or _errno.ENOMEM
             return None
         if self.lib.madvise(ptr, size, self.madv_dontneed) != 0:
-            return int(self.ffi.errno)
-        if self.lib.mprotect(ptr, size, self.prot_none) != 0:
             return int(self.ffi.errno)
         return None
 
@@ -117,8 +134,8 @@ class WindowsVM:
 
     MEM_COMMIT = 0x00001000
     MEM_RESERVE = 0x00002000
-    MEM_DECOMMIT = 0x00004000
     MEM_RELEASE = 0x00008000
+    MEM_RESET = 0x00080000
     PAGE_NOACCESS = 0x01
     PAGE_READWRITE = 0x04
 
@@ -128,6 +145,7 @@ class WindowsVM:
         info = ffi.new("SYSTEM_INFO *")
         self.lib.GetSystemInfo(info)
         self.page_size = int(info.dwPageSize)
+        self.zero_on_recommit = True  # MEM_RESET leaves the contents undefined
 
     def _ptr(self, addr: int) -> Any:
         return self.ffi.cast("void *", addr)
@@ -152,7 +170,9 @@ class WindowsVM:
         return None
 
     def decommit(self, addr: int, size: int) -> int | None:
-        if not self.lib.VirtualFree(self._ptr(addr), size, self.MEM_DECOMMIT):
+        # MEM_RESET keeps the pages committed and accessible: views may span them.
+        ptr = self.lib.VirtualAlloc(self._ptr(addr), size, self.MEM_RESET, self.PAGE_READWRITE)
+        if ptr == self.ffi.NULL:
             return self._last_error()[0]
         return None
 

@@ -364,6 +364,7 @@ def test_posix_constants_come_from_the_mmap_module(monkeypatch: pytest.MonkeyPat
 # -- the Windows path, against a documented stand-in for kernel32 ----------------------
 
 MEM_COMMIT, MEM_RESERVE, MEM_DECOMMIT, MEM_RELEASE = 0x1000, 0x2000, 0x4000, 0x8000
+MEM_RESET = 0x80000
 PAGE_NOACCESS, PAGE_READWRITE = 0x01, 0x04
 ERROR_NOT_ENOUGH_MEMORY, ERROR_INVALID_PARAMETER, ERROR_COMMITMENT_LIMIT = 8, 87, 1455
 
@@ -419,6 +420,13 @@ class FakeKernel32:
                     return self.ffi.NULL
                 assert self.posix.commit(start, -(-(addr + size - start) // page) * page) is None
                 return self.ffi.cast("void *", start)
+        if kind == MEM_RESET and size > 0 and addr % page == 0 and size % page == 0:
+            if self._region_of(addr, size) is not None:
+                # Pages stay committed and accessible; their contents become
+                # undefined: model that as garbage, not zeros.
+                assert self.posix.decommit(addr, size) is None
+                ctypes.memset(addr, 0xAB, size)
+                return self.ffi.cast("void *", addr)
         self._fail(ERROR_INVALID_PARAMETER, call, misuse=True)
         return self.ffi.NULL
 
@@ -486,15 +494,21 @@ def test_windows_path_reserves_commits_decommits_and_releases(windows: FakeKerne
     assert linalloc.address(view) == base
     more = arena.alloc_uninit_slice(Layout(2 * 65536))
     step = arena.commit_step
+    more[-1] = 7
     del view, more
     arena.reset()
     assert arena.trim() == 3 * step
+    # Reset pages stay accessible (views may span them); recommitted, they read as zero.
+    again = arena.alloc_uninit_slice(Layout(3 * step))
+    assert again is not None and bytes(again) == bytes(3 * step)
+    del again
     arena.close()
     assert windows.calls[1:] == [
         ("VirtualAlloc", 0, reserved, MEM_RESERVE, PAGE_NOACCESS),
         ("VirtualAlloc", base, step, MEM_COMMIT, PAGE_READWRITE),
         ("VirtualAlloc", base + step, 2 * step, MEM_COMMIT, PAGE_READWRITE),
-        ("VirtualFree", base, 3 * step, MEM_DECOMMIT),
+        ("VirtualAlloc", base, 3 * step, MEM_RESET, PAGE_READWRITE),
+        ("VirtualAlloc", base, 3 * step, MEM_COMMIT, PAGE_READWRITE),
         ("VirtualFree", base, 0, MEM_RELEASE),
     ]
     assert windows.misuse == [] and windows.regions == {}
