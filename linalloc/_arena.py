@@ -44,8 +44,8 @@ def raise_closed(*args: object) -> NoReturn:
     raise _closed_error()
 
 
-def _gen_refs(objs: tuple[Any, ...]) -> int:
-    """The summed reference counts of a retired generation's objects."""
+def refcounts_of(objs: tuple[Any, ...]) -> int:
+    """The summed reference counts of tracked objects (one generation's)."""
     return sum([sys.getrefcount(obj) for obj in objs])
 
 
@@ -90,15 +90,15 @@ class ArenaBase:
         self._baseline = self._refcounts()
 
     def _refcounts(self) -> int:
-        return sum([sys.getrefcount(obj) for obj in self._tracked])
+        return refcounts_of(self._tracked)
 
     def _live(self) -> int:
         """Live views of every generation; forgets retired generations with none left."""
         live = self._refcounts() - self._baseline
         if self._retired:
-            kept = [gen for gen in self._retired if _gen_refs(gen[0]) > gen[1]]
+            kept = [gen for gen in self._retired if refcounts_of(gen[0]) > gen[1]]
             self._retired = kept
-            live += sum([_gen_refs(gen[0]) - gen[1] for gen in kept])
+            live += sum([refcounts_of(gen[0]) - gen[1] for gen in kept])
         return live
 
     def _retire(self, forget: Callable[[], None]) -> None:
@@ -117,7 +117,7 @@ class ArenaBase:
             forget()
             self._tracked = ()
             if live > 0:
-                self._retired.append((old, _gen_refs(old) - live))
+                self._retired.append((old, refcounts_of(old) - live))
             del old
         finally:
             if enabled:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import ctypes
 import sys
 
-from ._arena import _THREAD, ArenaBase, _closed_error
+from ._arena import _THREAD, ArenaBase, _closed_error, refcounts_of
 from ._layout import Layout, check_count, check_storable, holds_pointer
 from ._lazy import LazyArenaMixin
 from ._store import array_type as array_type_of
@@ -186,6 +186,10 @@ class BumpArena(ArenaBase):
             pending.clear()
             self._wn = 0  # the window was too big: start small again
 
+    def _exact_used(self) -> int:
+        """``used`` without the window's slots not handed out yet."""
+        return self._used - len(self._pending) * self._wsize
+
     def _refcounts(self) -> int:
         # Values made for the window but not handed out refer to a tracked array.
         return super()._refcounts() - len(self._pending)
@@ -328,7 +332,7 @@ class BumpArena(ArenaBase):
         self._tracked = (*self._tracked, rows[r])
         # Into the baseline: the new array's references as _refcounts counts them
         # (less the one of the slice's tuple), and the one it holds to the buffer.
-        self._baseline += sum([sys.getrefcount(obj) for obj in self._tracked[-1:]])
+        self._baseline += refcounts_of(self._tracked[-1:])
         return rows[r]
 
     def alloc_array(self, ctype: type[C], n: int) -> Any | None:
@@ -372,7 +376,7 @@ class BumpArena(ArenaBase):
         16
         """
         self._enter()
-        return self._used - len(self._pending) * self._wsize
+        return self._exact_used()
 
     @property
     def capacity(self) -> int:
@@ -426,8 +430,7 @@ class BumpArena(ArenaBase):
         self._store = None
 
     def _repr_fields(self) -> list[str]:
-        used = self._used - len(self._pending) * self._wsize
-        return [f"capacity={self._capacity}", f"used={used}"]
+        return [f"capacity={self._capacity}", f"used={self._exact_used()}"]
 
 
 class BumpArenaLazy(LazyArenaMixin, BumpArena):
