@@ -1,15 +1,12 @@
 """What every arena shares: the lifetime and safety rules of the contract.
 
-- rule 2: ``reset()``/``close()`` are refused with ``BufferError`` while a view
-  the arena handed out is alive. Views are counted in O(1) from CPython
-  reference counts: every view holds one reference to one of the arena's
-  *tracked* objects (the store's root buffer, the typed slot array), so
-  ``sys.getrefcount(obj)`` above its value at construction is the number of
-  live views. A cycle may hold a view until the collector runs, so the count
-  is taken again after ``gc.collect()`` before refusing. A lazy arena makes
-  new tracked objects each time its committed memory grows (no object spans
-  memory not yet committed); the earlier *generations* stay counted, each with
-  its own baseline, until none of their views is left.
+- rule 2: ``reset()``/``close()`` (and ``rewind()``, per region) are refused
+  with ``BufferError`` while a view the arena handed out is alive. The
+  counting is the ledger's (``_views``: its invariant is written there); this
+  module asks it, and collects garbage once before refusing (a cycle may
+  hold a view until the collector runs).
+- checkpoints: ``checkpoint()``, ``rewind(cp)``, ``scope()``, written once for
+  all four arenas over a few hooks of the allocation algorithm.
 - rule 3: ``close()`` is idempotent; afterwards methods raise ``ValueError``.
 - rule 4: calls from a thread other than the creating one raise ``RuntimeError``
   unless the arena was made with ``check_thread=False``.
@@ -18,15 +15,14 @@
 
 from __future__ import annotations
 
-import gc
-import sys
 from _thread import _local, get_ident
 
 from ._store import EagerStore
+from ._views import Ledger, Part, collect_and_count
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from types import TracebackType
     from typing import Any, NoReturn
 
 #: A thread-local object: ``_THREAD.__dict__`` is a different dict in every thread.
@@ -44,19 +40,104 @@ def raise_closed(*args: object) -> NoReturn:
     raise _closed_error()
 
 
-def refcounts_of(objs: tuple[Any, ...]) -> int:
-    """The summed reference counts of tracked objects (one generation's)."""
-    return sum([sys.getrefcount(obj) for obj in objs])
-
-
 def raise_busy(*args: object) -> NoReturn:
     raise RuntimeError(
-        "a drop callback cannot allocate from, reset or close the arena it is dropping from"
+        "a drop callback cannot allocate from, rewind, reset or close the arena it is "
+        "dropping from"
     )
 
 
+def _views_text(count: int) -> str:
+    return "1 view" if count == 1 else f"{count} views"
+
+
+class Checkpoint:
+    """A position of one arena, to ``rewind()`` to: opaque, immutable, hashable.
+
+    It holds no reference to the arena or its memory. It stays valid until
+    the arena rewinds to an earlier checkpoint, resets or closes.
+
+    >>> import ctypes
+    >>> from linalloc import BumpArena
+    >>> arena = BumpArena(64)
+    >>> cp = arena.checkpoint()
+    >>> type(cp).__name__, cp == cp, hash(cp) == hash(cp)
+    ('Checkpoint', True, True)
+    """
+
+    __slots__ = ("_token", "_serial", "_position", "_region")
+    _token: object
+    _serial: int
+    _position: int
+    _region: int
+
+    def __init__(self, token: object, serial: int, position: int, region: int) -> None:
+        object.__setattr__(self, "_token", token)
+        object.__setattr__(self, "_serial", serial)
+        object.__setattr__(self, "_position", position)
+        object.__setattr__(self, "_region", region)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Checkpoint is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("Checkpoint is immutable")
+
+    def __reduce_ex__(self, protocol: Any) -> NoReturn:
+        raise TypeError("cannot pickle or copy a Checkpoint: it belongs to one arena")
+
+    def __copy__(self) -> Checkpoint:
+        return self  # immutable
+
+    def __deepcopy__(self, memo: object) -> Checkpoint:
+        return self
+
+    def __repr__(self) -> str:
+        return f"<Checkpoint #{self._serial} at position {self._position}>"
+
+
+class Scope:
+    """``with arena.scope() as cp:``: a checkpoint on entry, a rewind to it on exit."""
+
+    __slots__ = ("_arena", "_checkpoint")
+
+    def __init__(self, arena: ArenaBase) -> None:
+        self._arena = arena
+        self._checkpoint: Checkpoint | None = None
+
+    def __enter__(self) -> Checkpoint:
+        if self._checkpoint is not None:
+            raise RuntimeError("a scope can be entered only once; call arena.scope() again")
+        self._checkpoint = self._arena.checkpoint()
+        return self._checkpoint
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        arena = self._arena
+        cp = self._checkpoint
+        if cp is None or arena._closed or cp not in arena._checkpoints:
+            return  # closed, reset or rewound past inside the block: nothing left to free
+        try:
+            arena.rewind(cp)
+        except BufferError as error:
+            if exc is not None:
+                raise error from exc
+            raise
+
+
 class ArenaBase:
-    """Shared behaviour of the four arenas; not instantiated directly."""
+    """Shared behaviour of the four arenas; not instantiated directly.
+
+    The allocation algorithm (``_bump``, ``_typed``) provides the hooks:
+    ``_make_part`` (a new part over the store's current root), ``_switch_part``
+    (make it the one values come from), ``_close_window`` (give back values
+    made ahead), ``_ahead`` (how many there are), ``_position``,
+    ``_set_position``, ``_drop_after`` and ``_release``.
+    """
 
     _store_type: Any = EagerStore
 
@@ -64,9 +145,10 @@ class ArenaBase:
     _tdict: dict[str, Any] | None
     _closed: bool
     _busy: bool
-    _tracked: tuple[Any, ...]
-    _baseline: int
-    _retired: list[tuple[tuple[Any, ...], int]]
+    _store: Any
+    _ledger: Ledger
+    _part: Part
+    _checkpoints: list[Checkpoint]
 
     def _init_guard(self, check_thread: bool) -> None:
         if not isinstance(check_thread, bool):
@@ -75,60 +157,59 @@ class ArenaBase:
         self._tdict = _THREAD.__dict__ if check_thread else None
         self._closed = False
         self._busy = False
-        self._tracked = ()
-        self._baseline = 0
-        self._retired = []
+        self._checkpoints = []
+        self._serial = 0
+        self._token = object()
 
-    def _track(self, *names: str) -> None:
-        """Record the objects views refer to; call once all setup references exist.
+    def _init_ledger(self) -> None:
+        """Track the store and its first part; call once ``self._store`` is set.
 
-        Takes attribute names, not the objects: CPython < 3.11 keeps a call's
-        arguments on the caller's stack during the call, which would put one
-        reference too many into the baseline and hide one live view.
+        Nothing may be handed out before this, and the caller must hold the
+        store in no local variable (its references are measured here).
         """
-        self._tracked = tuple([getattr(self, name) for name in names])
-        self._baseline = self._refcounts()
+        self._ledger = Ledger(self._store)
+        self._part = self._make_part()
+        self._ledger.open_region(0, self._part)
+        self._ledger.seal()
 
-    def _refcounts(self) -> int:
-        return refcounts_of(self._tracked)
+    # -- hooks of the allocation algorithm ------------------------------------
 
-    def _live(self) -> int:
-        """Live views of every generation; forgets retired generations with none left."""
-        live = self._refcounts() - self._baseline
-        if self._retired:
-            kept = [gen for gen in self._retired if refcounts_of(gen[0]) > gen[1]]
-            self._retired = kept
-            live += sum([refcounts_of(gen[0]) - gen[1] for gen in kept])
-        return live
+    def _make_part(self) -> Part:
+        raise NotImplementedError
 
-    def _retire(self, forget: Callable[[], None]) -> None:
-        """Retire the tracked objects: ``forget()`` drops the arena's references to them.
+    def _switch_part(self, part: Part) -> None:
+        self._part = part
 
-        Their live views (counted before, with no window value pending) stay
-        counted: the retired generation's baseline is its reference count once
-        the arena let go, less those views. The collector is paused meanwhile,
-        so that no view dies between the two counts.
-        """
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
-            live = self._refcounts() - self._baseline
-            old = self._tracked
-            forget()
-            self._tracked = ()
-            if live > 0:
-                self._retired.append((old, refcounts_of(old) - live))
-            del old
-        finally:
-            if enabled:
-                gc.enable()
+    def _close_window(self) -> None:
+        """Give back the values made ahead; raises ``ValueError`` if closed."""
+
+    def _ahead(self) -> int:
+        return 0
+
+    def _position(self) -> int:
+        raise NotImplementedError
+
+    def _set_position(self, position: int) -> None:
+        raise NotImplementedError
+
+    def _drop_after(self, position: int) -> BaseException | None:
+        return None
+
+    def _memory_range(self) -> tuple[int, int]:
+        address = int(self._store.address)
+        return address, address + int(self._store.capacity)
+
+    # -- counting views ---------------------------------------------------------
+
+    def _views(self, since: int = 0) -> int:
+        return self._ledger.live(since, self._ahead())
 
     def live_views(self) -> int:
         """How many views handed out by this arena are still referenced.
 
         Values, memoryviews, ctypes objects and arrays (numpy too) made from
-        them each count. Objects kept only by an unreachable cycle count until
-        the garbage collector has run.
+        them count (at least one each while any lives). Objects kept only by
+        an unreachable cycle count until the garbage collector has run.
 
         >>> import ctypes
         >>> from linalloc import BumpArena
@@ -141,23 +222,158 @@ class ArenaBase:
         0
         """
         self._enter()
-        return self._live()
+        return self._views()
 
-    def _refuse_if_viewed(self, action: str) -> None:
-        live = self._live()
-        if live > 0:
-            self._prune_keepalive()
-            gc.collect()
-            live = self._live()
-        if live > 0:
-            views = "1 view" if live == 1 else f"{live} views"
-            raise BufferError(
-                f"cannot {action}: {views} of this arena still alive (values, memoryviews, "
-                "ctypes objects or arrays made from them); delete them first"
-            )
+    def _refuse_if_viewed(self, action: str, since: int = 0) -> None:
+        """``BufferError`` if a view of the memory of ``regions[since:]`` is alive."""
+        if self._views(since) > 0:
+            self._ledger.prune_keepalives(*self._memory_range())
+            live = collect_and_count(lambda: self._views(since))
+            if live > 0:
+                what = "this arena" if since == 0 else "memory allocated after the checkpoint"
+                raise BufferError(
+                    f"cannot {action}: {_views_text(live)} of {what} still alive (values, "
+                    "memoryviews, ctypes objects or arrays made from them); delete them first"
+                )
 
-    def _prune_keepalive(self) -> None:
-        """Forget references the arena's own memory holds to its own views (typed)."""
+    def _refuse_if_held(self) -> None:
+        """``BufferError`` while memory that a rewind freed is still viewed (see ``_rewind_to``)."""
+        if self._ledger.held and self._ledger.held_views() > 0:
+            live = collect_and_count(self._ledger.held_views)
+            if live > 0:
+                raise BufferError(
+                    f"cannot allocate: {_views_text(live)} of memory freed by reset() or "
+                    "rewind() still alive (kept by a drop callback, or by the traceback of "
+                    "its error); delete them first"
+                )
+
+    # -- checkpoints ------------------------------------------------------------
+
+    def checkpoint(self) -> Checkpoint:
+        """The arena's current position, to ``rewind()`` to later. O(1).
+
+        A checkpoint holds no reference to the arena's memory. Views made
+        after it of memory allocated before it (a value got by iterating, say)
+        do not stop a rewind to it.
+
+        >>> from linalloc import BumpArena, Layout
+        >>> arena = BumpArena(64)
+        >>> keep = arena.alloc_uninit_slice(Layout(8))
+        >>> cp = arena.checkpoint()
+        >>> scratch = arena.alloc_uninit_slice(Layout(32))
+        >>> del scratch
+        >>> arena.rewind(cp); arena.used
+        8
+        """
+        self._enter_mut()
+        self._close_window()
+        position = self._position()
+        ledger = self._ledger
+        if ledger.regions[-1].start != position:
+            part = self._make_part()
+            ledger.open_region(position, part)  # registered before anything comes from it
+            self._switch_part(part)
+        self._serial += 1
+        cp = Checkpoint(self._token, self._serial, position, len(ledger.regions) - 1)
+        self._checkpoints.append(cp)
+        return cp
+
+    def rewind(self, checkpoint: Checkpoint) -> None:
+        """Free at once everything allocated after ``checkpoint``.
+
+        A typed arena first drops those values, newest first (the error rules
+        of ``reset()``); then the next allocation lands where the first one
+        after ``checkpoint`` did. What was allocated before it is untouched;
+        lazy arenas keep their commits (``trim()`` gives them back). Refused
+        with ``BufferError``, changing nothing, while a view of memory
+        allocated after ``checkpoint`` is alive. ``checkpoint`` stays valid
+        (rewind to it again); those taken after it become invalid. An invalid
+        checkpoint, or one of another arena, raises ``ValueError``.
+
+        >>> import ctypes
+        >>> from linalloc import TypedArena
+        >>> arena = TypedArena(ctypes.c_int64, 8)
+        >>> first = arena.alloc(1)
+        >>> cp = arena.checkpoint()
+        >>> second = arena.alloc(2)
+        >>> arena.rewind(cp)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        BufferError: cannot rewind to this checkpoint: 1 view of memory allocated after ...
+        >>> del second
+        >>> arena.rewind(cp); len(arena), first.value
+        (1, 1)
+        """
+        self._enter_mut()
+        at = self._find(checkpoint)
+        error = self._rewind_to(checkpoint._region, checkpoint._position, "rewind to this checkpoint")
+        del self._checkpoints[at + 1 :]
+        if error is not None:
+            raise error
+
+    def scope(self) -> Scope:
+        """A context manager: a checkpoint on entry, a rewind to it on exit.
+
+        Scopes nest. If a view made inside the block is still alive at exit,
+        the exit raises ``BufferError`` (chained to the block's own exception,
+        if any) and frees nothing; a later ``rewind`` or ``reset`` still can.
+        If the block closed or reset the arena, or rewound past the scope's
+        checkpoint, the exit has nothing left to free and does nothing.
+
+        >>> from linalloc import BumpArena, Layout
+        >>> arena = BumpArena(1024)
+        >>> with arena.scope():
+        ...     scratch = arena.alloc_uninit_slice(Layout(512))
+        ...     arena.used
+        ...     del scratch
+        512
+        >>> arena.used
+        0
+        """
+        self._enter()
+        return Scope(self)
+
+    def _find(self, checkpoint: object) -> int:
+        """The index of a valid checkpoint of this arena in the stack; else an error."""
+        if type(checkpoint) is not Checkpoint:
+            raise TypeError(f"expected a Checkpoint, not {type(checkpoint).__name__}")
+        if checkpoint._token is not self._token:
+            raise ValueError("the checkpoint belongs to another arena")
+        stack = self._checkpoints
+        for at in range(len(stack) - 1, -1, -1):
+            if stack[at] is checkpoint:
+                return at
+        raise ValueError(
+            "the checkpoint is no longer valid: the arena was reset, or rewound to an "
+            "earlier checkpoint, since it was taken"
+        )
+
+    def _rewind_to(self, region: int, position: int, action: str) -> BaseException | None:
+        """Free the memory of ``regions[region:]`` and go back to ``position``.
+
+        Returns the first error a drop callback raised, for the caller to
+        raise once its own bookkeeping is done. If a view of the freed memory
+        is alive after the drops (a callback kept a value, or the traceback of
+        its error holds one), that memory is *held*: allocation raises
+        ``BufferError`` until the view is gone, so nothing is ever handed out
+        twice.
+        """
+        self._close_window()
+        self._refuse_if_viewed(action, region)
+        ledger = self._ledger
+        kept = True
+        try:
+            error = self._drop_after(position)
+            kept = ledger.live(region, self._ahead()) > 0
+        finally:
+            if kept:  # (also when a KeyboardInterrupt stopped the drops)
+                fresh = self._make_part()
+                ledger.hold_after(region, fresh)
+                self._switch_part(fresh)
+        if not kept:
+            ledger.free_after(region, self._part)
+        self._set_position(position)
+        return error
 
     def _wrong_thread(self) -> NoReturn:
         raise RuntimeError(
@@ -223,12 +439,13 @@ class ArenaBase:
         if self._closed:
             return
         self._enter_mut()
+        self._close_window()
         self._refuse_if_viewed("close")
         error = self._drop_for_close()
         self._closed = True
         self._release()
-        self._tracked = ()
-        self._retired = []
+        self._ledger.release()
+        self._checkpoints.clear()
         if error is not None:
             raise error
 
@@ -249,6 +466,9 @@ class ArenaBase:
 
     def __reduce_ex__(self, protocol: Any) -> NoReturn:
         raise TypeError(f"cannot pickle or copy a {type(self).__name__}: it owns raw memory")
+
+    def __reduce__(self) -> NoReturn:
+        self.__reduce_ex__(0)
 
     def __copy__(self) -> NoReturn:
         self.__reduce_ex__(0)

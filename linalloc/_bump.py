@@ -21,10 +21,11 @@ from __future__ import annotations
 import ctypes
 import sys
 
-from ._arena import _THREAD, ArenaBase, _closed_error, refcounts_of
+from ._arena import _THREAD, ArenaBase, _closed_error
 from ._layout import Layout, check_count, check_storable, holds_pointer
 from ._lazy import LazyArenaMixin
 from ._store import array_type as array_type_of
+from ._views import Part
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
@@ -39,10 +40,11 @@ _layouts: dict[type[Any], tuple[int, int]] = {}
 _zeroed: set[type[Any]] = set()
 
 
-#: Values per window at most; types and offsets per arena served by windows at most.
+#: Values per window at most; rows (arrays over one part, one per type and
+#: offset modulo its size) per part at most. Past that, values are made with
+#: ``from_buffer``: still counted, on the root (see ``_views``).
 _WINDOW = 256
-_MAX_TYPES = 64
-_MAX_ROWS = 16
+_MAX_ROWS = 256
 # ctypes type -> whether a slice of an array of it is a list of exact instances.
 _windowed: dict[type[Any], bool] = {}
 
@@ -56,18 +58,6 @@ def _can_window(ctype: Any) -> bool:
             _windowed.clear()
         _windowed[ctype] = found
     return found
-
-
-class _Rows:
-    """One type's arrays over an arena: ``rows[r][k]`` lies at offset ``r + k * size``."""
-
-    __slots__ = ("ctype", "size", "zeroed", "rows")
-
-    def __init__(self, ctype: Any, size: int) -> None:
-        self.ctype = ctype
-        self.size = size
-        self.zeroed = ctype in _zeroed
-        self.rows: dict[int, Any] = {}
 
 
 def _ctype_layout(ctype: Any) -> tuple[int, int]:
@@ -123,23 +113,24 @@ class BumpArena(ArenaBase):
     def __init__(self, capacity: int, *, check_thread: bool = True) -> None:
         capacity = check_count("capacity", capacity)
         self._init_guard(check_thread)
-        self._store = store = self._store_type(capacity)
-        self._root: Any = store.root
-        self._base: int = store.address
+        self._store = self._store_type(capacity)
+        self._base: int = self._store.address
         self._capacity = capacity
         self._used = 0
         # bytes usable without asking the store (a lazy store may commit past capacity)
-        self._limit: int = min(store.committed, capacity)
+        self._limit: int = min(self._store.committed, capacity)
         # Offsets aligned to at most this are aligned addresses (the buffer's alignment).
-        self._base_align = store.address & -store.address if store.address else 1 << 62
-        self._types: dict[Any, _Rows | None] = {}
+        self._base_align = self._base & -self._base if self._base else 1 << 62
         # The window: values for the slots just before ``_used``, newest last.
         self._pending: list[Any] = []
         self._pop = self._pending.pop
         self._wtype: Any = None
         self._wsize = 0
         self._wn = 0
-        self._track("_root")
+        self._init_ledger()
+
+    def _make_part(self) -> Part:
+        return Part(self._store.root)
 
     # -- the algorithm -----------------------------------------------------
 
@@ -162,15 +153,10 @@ class BumpArena(ArenaBase):
         """After a commit: raise the limit; a lazy arena moves to a root over all of it."""
         store = self._store
         self._limit = min(store.committed, self._capacity)
-        if store.extent > len(self._root):
-            self._retire(self._forget)
-            self._root = store.root
-            self._track("_root")
-
-    def _forget(self) -> None:
-        """Drop the arena's references to its root and the arrays over it."""
-        self._root = None
-        self._types = {}
+        if store.extent > len(self._part.root):
+            part = self._make_part()
+            self._ledger.add_part(part)  # the older parts stay counted while viewed
+            self._part = part
 
     def _close_window(self) -> None:
         """Give back the window's slots not handed out: ``_used`` is exact again.
@@ -182,17 +168,24 @@ class BumpArena(ArenaBase):
             raise _closed_error()
         pending = self._pending
         if pending:
-            self._used -= len(pending) * self._wsize
-            pending.clear()
+            n = len(pending)
+            pending.clear()  # (until the next line, ``used`` is over: safe)
+            self._used -= n * self._wsize
             self._wn = 0  # the window was too big: start small again
 
     def _exact_used(self) -> int:
         """``used`` without the window's slots not handed out yet."""
         return self._used - len(self._pending) * self._wsize
 
-    def _refcounts(self) -> int:
+    def _ahead(self) -> int:
         # Values made for the window but not handed out refer to a tracked array.
-        return super()._refcounts() - len(self._pending)
+        return len(self._pending)
+
+    def _position(self) -> int:
+        return self._used
+
+    def _set_position(self, position: int) -> None:
+        self._used = position
 
     def alloc_uninit_slice(self, layout: Layout) -> memoryview | None:
         """A writable 1-D memoryview (format ``'B'``) of ``layout.size`` bytes.
@@ -232,17 +225,17 @@ class BumpArena(ArenaBase):
         if end > self._limit or end == start:
             return self._slice_slow(start, end)
         self._used = end
-        return memoryview(self._root).cast("B")[start:end]
+        return memoryview(self._part.root).cast("B")[start:end]
 
     def _slice_slow(self, start: int, end: int) -> memoryview | None:
         """``alloc_uninit_slice`` of zero bytes, or past the committed memory."""
         if end == start:
-            return memoryview(self._root).cast("B")[start:start]
+            return memoryview(self._part.root).cast("B")[start:start]
         if end > self._capacity or not self._store.ensure(end):
             return None
         self._grown()
         self._used = end
-        return memoryview(self._root).cast("B")[start:end]
+        return memoryview(self._part.root).cast("B")[start:end]
 
     def alloc(self, ctype: type[C]) -> C | None:
         """An instance of ``ctype`` living in the arena (bytes not cleared), or None.
@@ -281,59 +274,50 @@ class BumpArena(ArenaBase):
         start = self._bump(size, align)
         if start is None:
             return None
-        entry = self._rows_of(ctype, size) if size else None
-        row = self._row(entry, start % size) if entry is not None else None
-        if entry is None or row is None:
+        row = self._row(ctype, size, start % size) if size and _can_window(ctype) else None
+        if row is None:
             if ctype in _zeroed:
                 ctypes.memset(self._base + start, 0, size)
-            return ctype.from_buffer(self._root, start)
+            return ctype.from_buffer(self._part.root, start)
         # A window of n values from ``start``, in committed memory.
         n = min(max(1, 2 * self._wn) if ctype is self._wtype else 1, _WINDOW)
         n = min(n, (self._limit - start) // size)
-        if entry.zeroed:
+        if ctype in _zeroed:
             ctypes.memset(self._base + start, 0, n * size)
         k = start // size
         batch = row[k : k + n]
+        del row
         batch.reverse()
-        pending = self._pending
-        pending[:] = batch
-        del batch
-        self._used = start + n * size
         self._wtype = ctype
         self._wsize = size
         self._wn = n
-        return pending.pop()
+        self._used = start + n * size  # over until the window is in place: safe
+        self._pending = batch
+        self._pop = batch.pop
+        return batch.pop()
 
-    def _rows_of(self, ctype: Any, size: int) -> _Rows | None:
-        """The arrays ``ctype`` values come from, or None if it is not served by windows."""
-        try:
-            return self._types[ctype]
-        except KeyError:
-            pass
-        entry = _Rows(ctype, size) if _can_window(ctype) else None
-        if len(self._types) < _MAX_TYPES:
-            self._types[ctype] = entry
-        return entry
+    def _row(self, ctype: Any, size: int, r: int) -> Any:
+        """The array of the part whose element k lies at offset ``r + k * size``, or None.
 
-    def _row(self, entry: _Rows, r: int) -> Any:
-        """The array whose element k lies at offset ``r + k * size``, or None if too many."""
-        rows = entry.rows
-        row = rows.get(r)
-        if row is not None or len(rows) >= _MAX_ROWS:
+        None when the part has as many rows as it keeps: the caller then makes
+        the value with ``from_buffer``, counted on the root all the same.
+        """
+        arrays = self._part.arrays
+        key = (ctype, r)
+        row = arrays.get(key)
+        if row is not None or len(arrays) >= _MAX_ROWS:
             return row
-        n = (len(self._root) - r) // entry.size
+        root = self._part.root
+        n = (len(root) - r) // size
         if n <= 0:
             return None
         if self._store.lazy:  # lengths follow the committed size: keep ctypes' cache small
-            array_type: Any = array_type_of(entry.ctype, n)
+            array_type: Any = array_type_of(ctype, n)
         else:
-            array_type = entry.ctype * n
-        rows[r] = array_type.from_buffer(self._root, r)
-        self._tracked = (*self._tracked, rows[r])
-        # Into the baseline: the new array's references as _refcounts counts them
-        # (less the one of the slice's tuple), and the one it holds to the buffer.
-        self._baseline += refcounts_of(self._tracked[-1:])
-        return rows[r]
+            array_type = ctype * n
+        arrays[key] = array_type.from_buffer(root, r)  # registered: counted from here on
+        del root
+        return arrays[key]
 
     def alloc_array(self, ctype: type[C], n: int) -> Any | None:
         """An instance of ``ctype * n`` living in the arena, or None.
@@ -360,7 +344,7 @@ class BumpArena(ArenaBase):
             return None
         if ctype in _zeroed:
             ctypes.memset(self._base + start, 0, size * n)
-        return array_type.from_buffer(self._root, start)
+        return array_type.from_buffer(self._part.root, start)
 
     # -- state -------------------------------------------------------------
 
@@ -410,9 +394,8 @@ class BumpArena(ArenaBase):
         True
         """
         self._enter_mut()
-        self._refuse_if_viewed("reset")
-        self._pending.clear()
-        self._used = 0
+        self._rewind_to(0, 0, "reset")
+        self._checkpoints.clear()
 
     def _used_bytes(self) -> int:
         self._close_window()
@@ -425,8 +408,7 @@ class BumpArena(ArenaBase):
         self._pending.clear()
         self._pending = [None]  # never empty: every allocation calls _close_window()
         self._wtype = None
-        self._types = {}
-        self._root = None
+        self._part = Part(None)
         self._store = None
 
     def _repr_fields(self) -> list[str]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import ctypes
 import mmap
 import sys
-import weakref
 
 from . import _vm
 
@@ -49,13 +48,22 @@ class EagerStore:
         if capacity > sys.maxsize:
             raise OverflowError(f"capacity {capacity} exceeds sys.maxsize")
         try:
-            self.root: Any = ctypes.create_string_buffer(capacity)
+            self._buffer: Any = ctypes.create_string_buffer(capacity)
         except (MemoryError, OverflowError):
             raise MemoryError(f"cannot allocate an arena of {capacity} bytes") from None
-        self.address = ctypes.addressof(self.root)
+        self.address = ctypes.addressof(self._buffer)
         self.capacity = capacity
         self.committed = capacity
         self.extent = capacity
+
+    @property
+    def root(self) -> Any:
+        """A new ``c_char`` array over the whole buffer, keeping the store alive.
+
+        The buffer itself is never handed out: every object over it is made
+        from a root, and every root refers to this store (see ``_views``).
+        """
+        return root_over(self.address, self.capacity, self)
 
     def ensure(self, end: int) -> bool:
         return end <= self.capacity
@@ -99,21 +107,37 @@ class Reservation:
 
     ``extent`` is how many bytes from the start have ever been committed: they
     stay accessible until the release (decommitting never removes access).
+
+    ``pins``: how many typed arenas' droppers still have values to drop at
+    collection time. In a collected cycle the finalizers run in no set order;
+    if this one runs first while pinned, the release waits for the last
+    dropper (:meth:`unpin`), so that drop callbacks never read released memory.
     """
 
-    __slots__ = ("address", "size", "extent", "__weakref__")
+    __slots__ = ("vm", "address", "size", "extent", "pins", "deferred", "__weakref__")
 
     def __init__(self, vm: Any, size: int) -> None:
-        self.address: int = vm.reserve(size)
+        self.pins = 0
+        self.deferred = False
+        self.vm = vm
         self.size = size
         self.extent = 0
-        # Not at interpreter exit: views may still be used by other finalizers,
-        # and the OS reclaims the mapping with the process anyway.
-        weakref.finalize(self, vm.release, self.address, size).atexit = False
+        self.address: int = vm.reserve(size)  # (if this raises, __del__ has nothing to do)
 
-    def view(self, size: int) -> Any:
-        """A ``c_char`` array over the first ``size`` accessible bytes, keeping this alive."""
-        return root_over(self.address, min(size, self.extent), self)
+    def unpin(self) -> None:
+        """A dropper is done; release now if the release was waiting for it."""
+        self.pins -= 1
+        if self.deferred and not self.pins:
+            self.deferred = False
+            self.vm.release(self.address, self.size)
+
+    def __del__(self) -> None:
+        if not hasattr(self, "address"):
+            return
+        if self.pins:
+            self.deferred = True
+            return
+        self.vm.release(self.address, self.size)
 
 
 class LazyStore:
@@ -163,8 +187,6 @@ class LazyStore:
     @property
     def root(self) -> Any:
         """A new ``c_char`` array over the ``extent`` bytes, keeping the store alive."""
-        if self.reservation is None:
-            return self._empty
         return root_over(self.address, self.extent, self)
 
     def ensure(self, end: int) -> bool:

@@ -1,42 +1,36 @@
 """Typed bump allocation: ``TypedArena`` (eager) and ``TypedArenaLazy``.
 
 Values live in contiguous slots: value k at ``base + k * sizeof(ctype)``. The
-slots are one ctypes array over the store's root buffer, and a value is an
-element of that array: it keeps the array (and so the memory) alive, and it
-counts as a live view on the array's reference count.
+slots are a ctypes array over a root of the store (a *part*, see ``_views``),
+and a value is an element of that array: it keeps the array (and so the
+memory) alive, and it counts as a live view on the array's reference count.
 
-Slots are handed out a *window* at a time (8 slots, growing to 512 with use).
-Opening a window is the slow path, in Python: it commits memory (lazy), zeroes
-the window's slots if a ``reset()`` left them dirty (one ``memset``), and
-makes the window's values. Handing out a value inside the window runs no
-Python code beyond ``alloc()`` itself:
-
-- without a ``drop`` callback, the window's values are made by one slice of
-  the slot array (C) and handed out by ``list.pop``; the arena subtracts the
-  ones not yet handed out when it counts live views;
-- with one, values are made one at a time by ``next()`` on a ``map`` of
-  ``operator.getitem`` over a range iterator, whose length tells how many are
-  live even at collection time, when the finalizer drops them.
-
-A used-up window shows as ``IndexError`` (``list.pop``) or ``StopIteration``
-(``map``), which ``alloc()`` catches at no cost while none is raised.
+Slots are handed out a *window* at a time (8 slots, growing to 512 with use;
+``_slots``). Opening a window is the slow path, in Python: it commits memory
+(lazy), zeroes the window's slots if a ``reset()`` or ``rewind()`` left them
+dirty (one ``memset``), and makes the window's values. Handing out a value
+inside the window runs no Python code beyond ``alloc()`` itself. A used-up
+window shows as ``IndexError`` (``list.pop``) or ``StopIteration`` (``map``),
+which ``alloc()`` catches at no cost while none is raised; so does
+``_EMPTY_POP``, which stands in while no window is installed, so that every
+allocation then takes the slow path, which repairs what an interrupted call left.
 """
 
 from __future__ import annotations
 
 import ctypes
 import sys
-import weakref
 from _functools import partial  # type: ignore[import-not-found]
-from _operator import getitem, length_hint
-from itertools import repeat
+from _operator import getitem
+from itertools import chain, repeat
 
-from ._address import _CData
-from ._arena import _THREAD, ArenaBase, raise_busy, raise_closed
+from ._arena import _THREAD, ArenaBase, _closed_error, raise_busy, raise_closed
 from ._layout import check_count, check_storable
 from ._lazy import LazyArenaMixin
-from ._store import Reservation
+from ._slots import Cursor, Dropper, Window, drop_all, slot_type
 from ._store import array_type as array_type_of
+from ._values import convert, init_error, reworded, short_repr
+from ._views import Part
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
@@ -60,43 +54,6 @@ else:
             return type(list[int])(cls, params)  # types.GenericAlias
 
 
-_slot_types: dict[type[Any], type[Any]] = {}
-
-
-def _simple_repr(self: Any) -> str:
-    return f"{type(self).__mro__[1].__name__}({self.value!r})"
-
-
-def _simple_reduce(self: Any) -> Any:
-    """Pickle and copy a value as a plain instance of the arena's ctype.
-
-    (The slot subclass is made at run time: pickle could not find it by name.)
-    """
-    reduced: Any = ctypes._SimpleCData.__reduce__(self)
-    unpickle, (cls, state) = reduced
-    return unpickle, (cls.__mro__[1], state)
-
-
-def slot_type(ctype: type[Any]) -> type[Any]:
-    """The element type of the slot array.
-
-    Indexing a ctypes array of a *simple* type (``c_int64``...) returns a plain
-    Python value, not an object living in the array. A trivial subclass makes
-    indexing return instances instead; they are ``isinstance(v, ctype)`` and
-    read and write through ``.value``.
-    """
-    if not issubclass(ctype, ctypes._SimpleCData) or ctype.__mro__[1] is not ctypes._SimpleCData:
-        return ctype  # Structures, arrays, pointers: indexing already gives instances
-    found = _slot_types.get(ctype)
-    if found is None:
-        found = type(
-            ctype.__name__,
-            (ctype,),
-            {"__repr__": _simple_repr, "__reduce__": _simple_reduce, "__slots__": ()},
-        )
-        _slot_types[ctype] = found
-    return found
-
 
 #: The most slots a window holds, and the fewest (a window holds as many slots
 #: as have been live at most, within these bounds). Made ahead, a window's
@@ -105,114 +62,12 @@ def slot_type(ctype: type[Any]) -> type[Any]:
 _WINDOW = 512
 _MIN_WINDOW = 8
 
+#: The key of a part's slot array.
+_SLOTS = "slots"
 
-class _Cursor:
-    """Which slots are live, ``[0, count())``, and the window being handed out.
-
-    Slots below ``hi`` are usable now (lazy: committed). The window ends at
-    ``end``; its slots not handed out yet are ``pending`` (the values, newest
-    first, when the arena has no drop callback) or ``rng`` (their indices,
-    when it has one). Slots from ``dirty`` on are known to be zero. With a
-    drop callback the collection-time finalizer shares this object, so then it
-    must not refer to the slot array or to any value.
-    """
-
-    __slots__ = ("hi", "end", "dirty", "rng", "pending")
-
-    def __init__(self, hi: int, batched: bool) -> None:
-        self.hi = hi
-        self.end = 0
-        self.dirty = 0
-        self.rng: Iterator[int] = iter(())
-        self.pending: list[Any] | None = [] if batched else None
-
-    def count(self) -> int:
-        pending = self.pending
-        if pending is not None:
-            return self.end - len(pending)
-        return self.end - length_hint(self.rng)
-
-
-def _drop_all(drop: Callable[[Any], object], array: Any, n: int) -> BaseException | None:
-    """Call ``drop`` on ``array[n-1] ... array[0]``; return the first exception.
-
-    Every value is dropped even when a callback raises. A ``BaseException``
-    that is not an ``Exception`` (KeyboardInterrupt) stops at once; the values
-    not yet dropped are returned in its ``.linalloc_remaining`` attribute.
-    """
-    first: BaseException | None = None
-    for k in range(n - 1, -1, -1):
-        try:
-            drop(array[k])
-        except Exception as exc:
-            if first is None:
-                first = exc
-        except BaseException as exc:
-            exc.linalloc_remaining = k  # type: ignore[attr-defined]
-            raise
-    return first
-
-
-def _arena_only(entry: Any, lo: int, hi: int, arrs: set[int], seen: set[int]) -> bool:
-    """True if a ctypes keep-alive entry holds nothing but memory in ``[lo, hi)``.
-
-    ``arrs``: the ids of the arena's slot arrays (memoryviews of them are its own).
-    """
-    if entry is None or id(entry) in seen:
-        return True
-    seen.add(id(entry))
-    if isinstance(entry, dict):
-        return all(_arena_only(item, lo, hi, arrs, seen) for item in entry.values())
-    if isinstance(entry, memoryview):
-        return id(entry.obj) in arrs
-    if isinstance(entry, _CData):
-        cdata: Any = entry
-        start = ctypes.addressof(cdata)
-        if not lo <= start <= start + ctypes.sizeof(cdata) <= hi:
-            return False
-        return _arena_only(cdata._objects, lo, hi, arrs, seen)
-    return False
-
-
-def _short_repr(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _reworded(error: BaseException, what: str) -> Exception:
-    """``error`` (a TypeError, ValueError or OverflowError) with ``what`` in front."""
-    for kind in (OverflowError, TypeError, ValueError):
-        if isinstance(error, kind):
-            return kind(f"{what}: {error}")
-    raise AssertionError(error)  # pragma: no cover - callers pass only those three
-
-
-def _too_many(ctype: Any, n: int) -> TypeError:
-    return TypeError(
-        f"too many initializers: {ctype.__name__} holds {ctype._length_} elements, got {n}"
-    )
-
-
-def _drop_at_collection(
-    drop: Callable[[Any], object], ctype: Any, source: Any, offset: int, cursor: _Cursor
-) -> None:
-    """Drop what an unreachable arena still held; errors go to sys.unraisablehook.
-
-    ``source`` is the root (eager) or the reservation (lazy), whose ``view``
-    makes a root over the committed memory that keeps the reservation alive
-    while a value a drop callback kept lives.
-    """
-    n = cursor.count()
-    if n:
-        root = (
-            source.view(offset + n * ctypes.sizeof(ctype))
-            if isinstance(source, Reservation)
-            else source
-        )
-        array = array_type_of(slot_type(ctype), n).from_buffer(root, offset)
-        error = _drop_all(drop, array, n)
-        if error is not None:
-            raise error
+#: Never holds anything: ``alloc()`` through this goes to the slow path.
+_EMPTY: list[Any] = []
+_EMPTY_POP = _EMPTY.pop
 
 
 class TypedArena(ArenaBase, _Generic[T]):
@@ -268,51 +123,46 @@ class TypedArena(ArenaBase, _Generic[T]):
         self._size = size
         self._capacity = capacity
         self._drop = drop
-        store = self._store_type(capacity * size)
-        offset = (-store.address) % align
+        self._store = self._store_type(capacity * size)
+        offset = (-self._store.address) % align
         if offset:  # the buffer is less aligned than the type: make room to align
-            store = self._store_type(capacity * size + align - 1)
-            offset = (-store.address) % align
-        self._store: Any = store
-        self._root: Any = store.root
+            self._store = self._store_type(capacity * size + align - 1)
+            offset = (-self._store.address) % align
         self._offset: int = offset
-        self._finalizer: weakref.finalize[Any, Any] | None = None
-        if size == 0:
-            # Zero-size values: every allocation succeeds and none is counted.
-            self._arr: Any = (ctype * 0).from_buffer(self._root, offset)
-            self._cursor = _Cursor(0, batched=False)
-            self._take: Callable[[], Any] = partial(ctype.from_buffer, self._root, offset)
-            self._track("_arr", "_root")
-            return
-        self._arr = self._slot_array()
         # Slicing a c_char/c_wchar array gives bytes/str, not values.
-        self._slices = isinstance(self._arr[0:0], list)
-        self._cursor = _Cursor(self._usable_slots(), batched=drop is None)
-        if self._cursor.pending is not None:
-            self._take = self._cursor.pending.pop
-        self._restart(0)
-        if drop is not None:
-            if store.lazy:
-                # The slot array changes as memory is committed; every root refers
-                # to the store, so the store lives as long as any value does.
-                self._finalizer = weakref.finalize(
-                    store, _drop_at_collection, drop, ctype, store.reservation, offset, self._cursor
-                )
-            else:
-                self._finalizer = weakref.finalize(
-                    self._arr, _drop_at_collection, drop, ctype, self._root, offset, self._cursor
-                )
-            self._finalizer.atexit = False
-        self._track("_arr", "_root")
+        self._slices = isinstance((slot_type(ctype) * 0)()[0:0], list)
+        self._cursor = Cursor(self._usable_slots() if size else 0)
+        self._take: Callable[[], Any] = _EMPTY_POP
+        self._dropper = (
+            Dropper(drop, ctype, self._store, offset, self._cursor) if drop is not None else None
+        )
+        self._init_ledger()
+        if not size:
+            self._take = self._part.take
 
-    def _slot_array(self) -> Any:
-        """The slot array over the root: every slot that lies wholly in it."""
-        n = min(self._capacity, (len(self._root) - self._offset) // self._size)
-        if self._store.lazy:  # lengths follow the committed size: keep ctypes' cache small
-            array_type: Any = array_type_of(slot_type(self._ctype), max(n, 0))
+    def _make_part(self) -> Part:
+        """A root over the committed memory and a slot array over its whole slots."""
+        part = Part(self._store.root)
+        if self._dropper is not None:
+            part.root._linalloc_dropper = self._dropper
+        if self._size:
+            n = min(self._capacity, (len(part.root) - self._offset) // self._size)
+            if self._store.lazy:  # lengths follow the committed size: keep ctypes' cache small
+                array_type: Any = array_type_of(slot_type(self._ctype), max(n, 0))
+            else:
+                array_type = slot_type(self._ctype) * n
+            part.arrays[_SLOTS] = array_type.from_buffer(part.root, self._offset)
         else:
-            array_type = slot_type(self._ctype) * n
-        return array_type.from_buffer(self._root, self._offset)
+            # Zero-size values: every allocation succeeds and none is counted.
+            part.take = partial(self._ctype.from_buffer, part.root, self._offset)
+        return part
+
+    def _switch_part(self, part: Part) -> None:
+        old = self._part
+        self._take = _EMPTY_POP if self._size else part.take
+        self._part = part
+        old.take = None  # (its map over the old slot array, counted as the old part's own)
+        self._restart(self._cursor.count())
 
     # -- the algorithm -----------------------------------------------------
 
@@ -326,41 +176,54 @@ class TypedArena(ArenaBase, _Generic[T]):
         The slots handed out so far may hold data: they are zeroed when a
         window over them opens.
         """
+        if not self._size:
+            return
         cursor = self._cursor
         cursor.dirty = max(cursor.dirty, cursor.count())
-        self._set_window(k, k)
+        self._take = _EMPTY_POP  # first: the old window's values die with the old window
+        cursor.win = Window(k, [] if self._drop is None else iter(()))
 
     def _set_window(self, k: int, end: int) -> None:
         """Make slots ``[k, end)`` the window (they must be usable and zero)."""
+        part = self._part
+        arr = part.arrays[_SLOTS]
         cursor = self._cursor
-        cursor.end = end
-        pending = cursor.pending
-        arr = self._arr
-        if pending is None:
-            cursor.rng = iter(range(k, end))
-            self._take = map(getitem, repeat(arr), cursor.rng).__next__
-        elif end == k:
-            pending.clear()
-        elif self._slices:  # newest first, for list.pop
-            pending[:] = arr[end - 1 : k - 1 if k else None : -1]  # (-1 would mean the last)
+        if self._drop is None:
+            if self._slices:  # newest first, for list.pop
+                source = arr[end - 1 : k - 1 if k else None : -1]  # (-1 would mean the last)
+            else:
+                source = list(map(getitem, repeat(arr), range(end - 1, k - 1, -1)))
+            del arr
+            window = Window(end, source)
+            cursor.win = window  # published whole: the count stays exact
+            self._take = source.pop
         else:
-            pending[:] = map(getitem, repeat(arr), range(end - 1, k - 1, -1))
+            rng = iter(range(k, end))
+            part.take = map(getitem, repeat(arr), rng)
+            del arr
+            cursor.win = Window(end, rng)
+            self._take = part.take.__next__
 
     def _open_window(self) -> bool:
-        """Open the next window at the cursor's ``end``; False when full.
+        """Open the next window at the cursor; False when full.
 
         Called when the window is used up. Zeroing that ``reset()`` deferred
         is done here, one ``memset`` per window.
         """
         cursor = self._cursor
-        k = cursor.end
+        self._take = _EMPTY_POP
+        win = cursor.win
+        k = cursor.count()
+        if k < win.end:  # published, not installed: an interrupted call
+            self._take = win.source.pop if self._drop is None else self._part.take.__next__
+            return True
         if k >= cursor.hi and not self._extend():
             return False
+        self._refuse_if_held()
         end = min(cursor.hi, k + max(_MIN_WINDOW, min(max(k, cursor.dirty), _WINDOW)))
         if k < cursor.dirty:
             size = self._size
-            start = self._root_address() + k * size
-            ctypes.memset(start, 0, (min(end, cursor.dirty) - k) * size)
+            ctypes.memset(self._root_address() + k * size, 0, (min(end, cursor.dirty) - k) * size)
         self._set_window(k, end)
         return True
 
@@ -373,35 +236,36 @@ class TypedArena(ArenaBase, _Generic[T]):
         store = self._store
         if not store.ensure(self._offset + (k + 1) * self._size):
             return False
-        if store.extent > len(self._root):
-            self._regrow()
+        if store.extent > len(self._part.root):
+            # A part over all committed memory; the older ones stay counted.
+            part = self._make_part()
+            self._ledger.add_part(part)
+            self._switch_part(part)
         cursor.hi = self._usable_slots()
         return True
 
-    def _regrow(self) -> None:
-        """Move to a root and slot array over all committed memory (lazy).
+    def _ahead(self) -> int:
+        source = self._cursor.win.source
+        return len(source) if type(source) is list else 0
 
-        Called with no window value pending. Values and views made earlier
-        keep the earlier arrays, which stay counted as their generation.
-        """
-        self._retire(self._forget)
-        self._root = self._store.root
-        self._arr = self._slot_array()
-        k = self._cursor.end
-        self._set_window(k, k)
-        self._track("_arr", "_root")
+    def _close_window(self) -> None:
+        if self._closed:
+            raise _closed_error()
+        self._restart(self._cursor.count())
 
-    def _forget(self) -> None:
-        """Drop the arena's references to its root and slot array."""
-        if self._cursor.pending is None:  # (a drop arena's iterator holds the array)
-            self._take = raise_closed
-        self._arr = None
-        self._root = None
+    def _position(self) -> int:
+        return self._cursor.count()
 
-    def _refcounts(self) -> int:
-        # The window's values not handed out yet refer to the slot array too.
-        pending = self._cursor.pending
-        return super()._refcounts() - (len(pending) if pending else 0)
+    def _set_position(self, position: int) -> None:
+        self._restart(position)
+
+    def _slots_at(self, k: int) -> Any:
+        """The slot array that values of slot ``k`` come from (its region's newest)."""
+        regions = self._ledger.regions
+        for region in reversed(regions):
+            if region.start <= k:
+                return region.parts[-1].arrays[_SLOTS]
+        return regions[0].parts[-1].arrays[_SLOTS]  # pragma: no cover - regions[0].start == 0
 
     def alloc(self, *args: Any, **kwargs: Any) -> T | None:
         """Build the next value in place as ``ctype(*args, **kwargs)`` would; None when full.
@@ -437,9 +301,10 @@ class TypedArena(ArenaBase, _Generic[T]):
                     value.__init__(*args, **kwargs)
                 else:  # (no dict to pass: quicker)
                     value.__init__(*args)
-            except BaseException:
-                error = self._init_failed(value, args)
-                del value  # the traceback must not keep the cleared slot alive as a view
+            except BaseException as exc:
+                del take  # the traceback must not keep the window's iterator
+                error = self._init_failed(value, args, exc)
+                del value, exc  # nor the cleared slot, as a view
                 if error is not None:
                     try:
                         raise error from None
@@ -452,10 +317,19 @@ class TypedArena(ArenaBase, _Generic[T]):
         """``alloc()`` once the window is used up: open the next one, or None when full.
 
         If the constructor then raises, what opening the window committed is
-        given back (rule 6: a failed call changes nothing).
+        given back (rule 6: a failed call changes nothing). On a full arena
+        the arguments are still checked: bad ones raise as they would with room.
         """
+        self._enter_mut()
         committed = self._store.committed
-        if not self._open_window():
+        self._busy = True  # no re-entry (a signal handler) while the window changes
+        try:
+            opened = self._open_window()
+        finally:
+            self._busy = False
+        if not opened:
+            if args or kwargs:
+                self._check_args(args, kwargs)
             return None
         try:
             return self.alloc(*args, **kwargs)  # the window now has a slot: the fast path
@@ -463,6 +337,16 @@ class TypedArena(ArenaBase, _Generic[T]):
             if self._store.committed != committed:
                 self._uncommit(committed)
             raise
+
+    def _check_args(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Raise what ``ctype(*args, **kwargs)`` raises (reworded), building it aside."""
+        try:
+            self._ctype(*args, **kwargs)
+        except BaseException as exc:
+            error = init_error(self._ctype, args, exc)
+            if error is None:
+                raise
+            raise error from None
 
     def _uncommit(self, committed: int) -> None:
         """Give back what a failed allocation committed (rule 6: nothing changes)."""
@@ -472,7 +356,7 @@ class TypedArena(ArenaBase, _Generic[T]):
             pass  # the pages stay committed; the allocation still failed cleanly
         self._after_trim()
 
-    def _init_failed(self, value: Any, args: tuple[Any, ...]) -> BaseException | None:
+    def _init_failed(self, value: Any, args: tuple[Any, ...], exc: BaseException) -> BaseException | None:
         """Undo an allocation whose constructor raised: clear the slot, hand it out again.
 
         Returns the error to raise instead of the constructor's, if any.
@@ -480,13 +364,7 @@ class TypedArena(ArenaBase, _Generic[T]):
         if self._size:
             ctypes.memset(ctypes.addressof(value), 0, self._size)
             self._restart(self._cursor.count() - 1)
-        if issubclass(self._ctype, ctypes.Array) and len(args) > self._ctype._length_:
-            return _too_many(self._ctype, len(args))  # ctypes says "invalid index"
-        error = sys.exc_info()[1]
-        if isinstance(error, (TypeError, ValueError, OverflowError)):
-            what = f"cannot build a {self._ctype.__name__} from {_short_repr(args)}"
-            return _reworded(error, what)
-        return None
+        return init_error(self._ctype, args, exc)
 
     def alloc_raw(self, value: Any) -> T | None:
         """Store a copy of ``value`` in the next slot; return the value living there.
@@ -512,57 +390,20 @@ class TypedArena(ArenaBase, _Generic[T]):
         self._enter_mut()
         cursor = self._cursor
         if self._size == 0:
-            self._convert(value)
+            convert(self._ctype, value)
             return self._take()  # type: ignore[no-any-return]
         k = cursor.count()
-        converted = self._convert(value)  # before committing more memory: rule 6
-        if k >= cursor.end and not self._open_window():
-            return None
-        self._arr[k] = converted
+        converted = convert(self._ctype, value)  # before committing more memory: rule 6
+        if k >= cursor.win.end:
+            self._busy = True
+            try:
+                opened = self._open_window()
+            finally:
+                self._busy = False
+            if not opened:
+                return None
+        self._part.arrays[_SLOTS][k] = converted
         return self._take()  # type: ignore[no-any-return]
-
-    def _convert(self, value: Any) -> Any:
-        """``value`` in a form the slot array accepts on item assignment.
-
-        A value ctypes refuses raises that error again, saying which value and
-        which arena (ctypes alone says neither).
-        """
-        try:
-            return self._converted(value)
-        except (TypeError, ValueError, OverflowError) as exc:
-            what = f"cannot store {_short_repr(value)} in an arena of {self._ctype.__name__}"
-            raise _reworded(exc, what) from None
-
-    def _converted(self, value: Any) -> Any:
-        ctype = self._ctype
-        if isinstance(value, ctype):
-            if issubclass(ctype, ctypes._SimpleCData):
-                return value.value
-            return value
-        if isinstance(value, tuple) and issubclass(
-            ctype, (ctypes.Structure, ctypes.Union, ctypes.Array)
-        ):
-            if issubclass(ctype, ctypes.Array) and len(value) > ctype._length_:
-                raise _too_many(ctype, len(value))
-            return ctype(*value)
-        if (
-            isinstance(value, (bytes, str))
-            and issubclass(ctype, ctypes.Array)
-            and ctype._type_ in (ctypes.c_char, ctypes.c_wchar)
-        ):
-            converted = ctype()
-            converted.value = value  # TypeError for the wrong string kind
-            return converted
-        if issubclass(ctype, ctypes._SimpleCData):
-            ctype(value)  # raises TypeError for a value of the wrong kind
-            return value
-        if issubclass(ctype, ctypes._Pointer):
-            probe: Any = (ctype * 1)()
-            probe[0] = value  # raises TypeError for a value of the wrong kind
-            return value
-        raise TypeError(
-            f"expected a {ctype.__name__} or a tuple of its fields, got {type(value).__name__}"
-        )
 
     # -- state -------------------------------------------------------------
 
@@ -641,7 +482,22 @@ class TypedArena(ArenaBase, _Generic[T]):
         [7, 8, 9]
         """
         self._enter()
-        return map(self._arr.__getitem__, range(self._cursor.count()))
+        n = self._cursor.count()
+        if not n:
+            return iter(())
+        regions = self._ledger.regions
+        if len(regions) == 1:
+            return map(regions[0].parts[-1].arrays[_SLOTS].__getitem__, range(n))
+        # Each value from its own region's array: a value of memory allocated
+        # before a checkpoint does not stop a rewind to it.
+        ends = [region.start for region in regions[1:]] + [n]
+        return chain.from_iterable(
+            [
+                map(region.parts[-1].arrays[_SLOTS].__getitem__, range(region.start, min(end, n)))
+                for region, end in zip(regions, ends)
+                if region.start < n
+            ]
+        )
 
     def as_array(self) -> Any:
         """A ``ctype * len(arena)`` array over the live values, to hand to C.
@@ -655,54 +511,38 @@ class TypedArena(ArenaBase, _Generic[T]):
         [3, 1, 2]
         """
         self._enter()
-        return (self._ctype * self._cursor.count()).from_buffer(self._arr)
+        n = self._cursor.count()
+        if not self._size:
+            return (self._ctype * n).from_buffer(self._part.root, self._offset)
+        return (self._ctype * n).from_buffer(self._slots_at(n - 1))
 
     # -- dropping ----------------------------------------------------------
 
-    def _drop_live(self) -> BaseException | None:
-        """Drop every live value, newest first; returns the first exception."""
+    def _drop_after(self, position: int) -> BaseException | None:
+        """Drop the values from slot ``position`` on, newest first; the first error.
+
+        A ``KeyboardInterrupt`` in a callback stops the drops; the values
+        dropped so far are gone (their slots cleared), the others stay live.
+        """
         drop = self._drop
         n = self._cursor.count()
-        if drop is None or n == 0:
+        if drop is None or n <= position:
             return None
-        saved = self._take
         self._busy = True
-        # Holding the slot array as the usual one does keeps live_views() right.
-        self._take = partial(raise_busy, self._arr)
+        self._take = raise_busy
+        arr = self._part.arrays[_SLOTS]
         try:
-            return _drop_all(drop, self._arr, n)
+            return drop_all(drop, arr, n, position)
         except BaseException as exc:
             remaining = getattr(exc, "linalloc_remaining", n)
-            ctypes.memset(
-                self._root_address() + remaining * self._size, 0, (n - remaining) * self._size
-            )
+            size = self._size
+            ctypes.memset(self._root_address() + remaining * size, 0, (n - remaining) * size)
             self._restart(remaining)
-            saved = self._take
             raise
         finally:
+            del arr
             self._busy = False
-            self._take = saved
-
-    def _prune_keepalive(self) -> None:
-        """Forget ctypes keep-alive entries of the slot array that hold only arena memory.
-
-        Storing a pointer in a slot (``node.next = ctypes.pointer(other)``) makes
-        ctypes keep the target object in the slot array's ``_objects``. A target
-        inside the arena needs no keeping (its memory lives as long as the slot
-        array), yet the entry would count as a live view for ever.
-        """
-        arrays = [self._arr, *[gen[0][0] for gen in self._retired]]
-        ids = {id(arr) for arr in arrays}
-        lo = self._root_address()
-        hi = lo + self._capacity * self._size
-        for arr in arrays:
-            objects = arr._objects
-            if not objects:
-                continue
-            for key, entry in list(objects.items()):
-                if _arena_only(entry, lo, hi, ids, {id(objects)}):
-                    del objects[key]
-        del arrays
+            self._take = _EMPTY_POP
 
     def _root_address(self) -> int:
         return int(self._store.address) + self._offset
@@ -734,20 +574,17 @@ class TypedArena(ArenaBase, _Generic[T]):
         drop 3
         """
         self._enter_mut()
-        self._refuse_if_viewed("reset")
-        n = self._cursor.count()
-        error = self._drop_live()
-        if n and self._size:
-            self._restart(0)  # the slots are zeroed window by window as they are reused
+        error = self._rewind_to(0, 0, "reset")
+        self._checkpoints.clear()
         if error is not None:
             raise error
 
     def _drop_for_close(self) -> BaseException | None:
         # Detach only once the drops have run: if a KeyboardInterrupt stops them,
-        # the finalizer still drops the values left at collection time.
-        error = self._drop_live()
-        if self._finalizer is not None:
-            self._finalizer.detach()
+        # the dropper still drops the values left at collection time.
+        error = self._drop_after(0)
+        if self._dropper is not None:
+            self._dropper.detach()
         return error
 
     def _used_bytes(self) -> int:
@@ -761,12 +598,11 @@ class TypedArena(ArenaBase, _Generic[T]):
         self._restart(live)
 
     def _release(self) -> None:
+        self._restart(self._cursor.count())  # the window's values hold the memory
         self._take = raise_closed
-        if self._cursor.pending:
-            self._cursor.pending.clear()  # the window's values hold the memory
-        self._arr = None
-        self._root = None
+        self._part = Part(None)
         self._store = None
+        self._dropper = None
 
     def _repr_fields(self) -> list[str]:
         return [

@@ -655,9 +655,13 @@ def test_drop_error_at_reset(typed_cls: Any) -> None:
     assert info.value.args == (3,)  # the first one raised
     assert dropped == [4, 3, 2, 1, 0]
     assert len(arena) == 0
-    assert ctypes.addressof(arena.alloc(9)) == first_address
-    # the callback's frame in the traceback holds the value it was given
+    # the callback's frame in the traceback holds the value it was given: the
+    # freed slots are not handed out again while it lives
+    with pytest.raises(BufferError, match="1 view of memory freed by reset"):
+        arena.alloc(9)
+    assert len(arena) == 0
     del info
+    assert ctypes.addressof(arena.alloc(9)) == first_address
     arena.reset()
     assert dropped == [4, 3, 2, 1, 0, 9]
 

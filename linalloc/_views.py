@@ -1,0 +1,278 @@
+"""View accounting: how an arena knows that a view of its memory is alive (rule 2).
+
+Every view an arena hands out (a value, a memoryview, an array) is made from a
+*tracked object* of the arena and holds a reference to it, directly or through
+the objects ctypes and memoryview keep. So the CPython reference counts of the
+tracked objects, less the references the arena itself holds, tell whether a
+view lives; no view is registered one by one.
+
+The objects, from the bottom up:
+
+- the **store** owns the memory (a string buffer, or a reservation). Every
+  root refers to it, so it is the catch-all: an object over the memory that
+  the ledger no longer tracks still shows as a reference to the store.
+- a **part**: one *root* (a ``c_char`` array over the memory, made by the
+  store) and the *arrays* the arena made over it (a typed arena's slot array,
+  a bump arena's per-type rows). An array made from a root holds one
+  reference to it; a root forgotten while something holds it shows on the store.
+- a **region**: the memory from one checkpoint's position to the next one's.
+  A region's views are made from its own parts only, so that ``rewind(cp)``
+  can count the views of the memory after ``cp`` apart from the others. A lazy
+  arena adds a part to its last region each time its committed memory grows
+  (no ctypes object spans memory that is not committed).
+
+The invariant, for every part ``p``::
+
+    refs(p) - own(p) >= the number of live views made from p's objects
+
+with equality whenever no arena method is running, where ``refs(p)`` is the
+sum of the reference counts of ``p.root`` and ``p.arrays`` and ``own(p)`` the
+references the arena holds: one for each object (the part's slot for it), one
+from each array to the root, and one from ``p.take`` (a typed arena's value
+iterator) when set. ``own(p)`` is *derived* from the part's shape each time it
+is needed, never kept as a running total, so no sequence of steps, and no
+exception or signal landing between two of them, can leave it stale. Values
+made ahead for a window (not handed out yet) each hold one reference too; the
+arena passes their number to :meth:`Ledger.live`, and they always belong to
+the newest part. The store's own references are measured once, when the
+arena is made and no view can exist; each registered root adds one.
+
+Every state change keeps the invariant at every bytecode boundary by its
+order: a new object is made (an over-count) before it is registered; a new
+generation of objects is registered before anything is handed out from it; a
+part is forgotten only when it has no view left (and if one appears later, it
+still counts on the store). The reference counts are read with the collector
+paused nowhere: an unreachable cycle holding a view over-counts until it is
+collected, so a refusal collects once and counts again.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+from _operator import getitem
+from itertools import repeat
+from sys import getrefcount
+
+from ._address import _CData
+from ._store import root_over
+
+TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
+if TYPE_CHECKING:
+    from typing import Any
+
+
+class Part:
+    """A root over the arena's memory and the arrays the arena made from it."""
+
+    __slots__ = ("root", "arrays", "take")
+
+    def __init__(self, root: Any) -> None:
+        self.root = root
+        #: key -> ctypes array made with ``from_buffer(root, ...)``
+        self.arrays: dict[Any, Any] = {}
+        #: a typed arena's ``map`` of values over the slot array, or None
+        self.take: Any = None
+
+
+def _refs(part: Part) -> int:
+    """The reference counts of a part's objects (as :func:`_calibrate` reads them)."""
+    return getrefcount(part.root) + sum(map(getrefcount, part.arrays.values()))
+
+
+def _calibrate() -> tuple[int, int, int]:
+    """The references a part's shape accounts for, read off a part with no view.
+
+    Returns (for the root alone, for each array, for ``take``). Measured
+    rather than written down: what a call's arguments and a getter's result
+    add differs between CPython versions.
+    """
+    buffer = ctypes.create_string_buffer(8)
+    part = Part(root_over(ctypes.addressof(buffer), 8, buffer))
+    root_only = _refs(part)
+    part.arrays[0] = (ctypes.c_char * 8).from_buffer(part.root)
+    per_array = _refs(part) - root_only
+    part.take = map(getitem, repeat(part.arrays[0]), iter(()))
+    per_take = _refs(part) - root_only - per_array
+    return root_only, per_array, per_take
+
+
+_ROOT_OWN, _ARRAY_OWN, _TAKE_OWN = _calibrate()
+
+
+def part_views(part: Part) -> int:
+    """Live views made from one part's objects (see the invariant above)."""
+    own = _ROOT_OWN + _ARRAY_OWN * len(part.arrays)
+    if part.take is not None:
+        own += _TAKE_OWN
+    return _refs(part) - own
+
+
+def _from_buffer_key() -> str:
+    """The ``_objects`` key under which ``from_buffer`` keeps its source alive."""
+    array: Any = (ctypes.c_char * 1).from_buffer(bytearray(1))
+    return next(iter(array._objects))
+
+
+_SOURCE_KEY = _from_buffer_key()
+
+
+class Region:
+    """The memory from ``start`` (a position of the arena) to the next region's."""
+
+    __slots__ = ("start", "parts")
+
+    def __init__(self, start: int, part: Part) -> None:
+        self.start = start
+        #: newest last; replaced as a whole (one store), never changed in place
+        self.parts: tuple[Part, ...] = (part,)
+
+
+class Ledger:
+    """The tracked objects of one arena, by region, and the counts read off them."""
+
+    __slots__ = ("store", "regions", "held", "_store_own")
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        #: oldest first; ``regions[0].start == 0``; replaced as a whole
+        self.regions: tuple[Region, ...] = ()
+        #: regions freed by a rewind whose drop callbacks kept a value: their
+        #: memory is not handed out again while those values live
+        self.held: tuple[Region, ...] = ()
+        self._store_own = 0
+
+    def seal(self) -> None:
+        """Measure the store's own references: call once, when no view can exist.
+
+        The caller must hold no reference to the store in a local variable.
+        """
+        self._store_own = getrefcount(self.store) - self._roots()
+
+    def _roots(self) -> int:
+        return sum([len(region.parts) for region in (*self.regions, *self.held)])
+
+    # -- the counts -----------------------------------------------------------
+
+    def live(self, since: int = 0, ahead: int = 0) -> int:
+        """Live views of the memory of ``regions[since:]`` (and of held regions).
+
+        ``ahead``: values made ahead of time from the newest part. From
+        region 0, the store's references count too (the whole arena).
+        """
+        count = -ahead
+        for region in self.regions[since:]:
+            for part in region.parts:
+                count += part_views(part)
+        for region in self.held:
+            for part in region.parts:
+                count += part_views(part)
+        if since == 0:
+            count += getrefcount(self.store) - self._store_own - self._roots()
+        return count
+
+    def held_views(self) -> int:
+        """Live views of the held regions; forgets them once there are none."""
+        count = sum([part_views(part) for region in self.held for part in region.parts])
+        if count <= 0:
+            self.held = ()
+        return count
+
+    # -- changes ----------------------------------------------------------------
+
+    def open_region(self, start: int, part: Part) -> None:
+        """Begin a region at ``start`` whose views are made from ``part``."""
+        self.regions = (*self.regions, Region(start, part))
+
+    def add_part(self, part: Part) -> None:
+        """Make ``part`` the newest of the last region; forget parts with no view."""
+        region = self.regions[-1]
+        kept = [old for old in region.parts if part_views(old) > 0]
+        region.parts = (*kept, part)
+
+    def free_after(self, index: int, part: Part) -> None:
+        """Free the regions from ``index`` on; ``part`` serves ``regions[index]`` anew.
+
+        Called once no view of them is left, or with ``hold=True``... see
+        :meth:`hold_after`. The keep-alive entries ctypes stored in their
+        arrays go with them.
+        """
+        for region in self.regions[index:]:
+            for old in region.parts:
+                forget_keepalives(old)
+        start = self.regions[index].start
+        self.regions = (*self.regions[:index], Region(start, part))
+
+    def hold_after(self, index: int, part: Part) -> None:
+        """Like :meth:`free_after`, but the freed regions are still viewed: hold them."""
+        freed = self.regions[index:]
+        start = freed[0].start
+        self.held = (*self.held, *freed)
+        self.regions = (*self.regions[:index], Region(start, part))
+
+    def release(self) -> None:
+        """Forget everything (the arena is closed)."""
+        self.regions = ()
+        self.held = ()
+
+    # -- ctypes keep-alives -----------------------------------------------------
+
+    def prune_keepalives(self, lo: int, hi: int) -> None:
+        """Forget keep-alive entries of the arena's arrays that hold only its own memory.
+
+        Storing a pointer in a value (``node.next = ctypes.pointer(other)``), or a
+        struct copied out of another value, makes ctypes keep the source in the
+        array's ``_objects``. A source inside the arena needs no keeping (its
+        memory lives as long as the array), yet the entry would count as a
+        live view for ever. ``[lo, hi)``: the arena's memory.
+        """
+        parts = [part for region in (*self.regions, *self.held) for part in region.parts]
+        ours = {id(obj) for part in parts for obj in (part.root, *part.arrays.values())}
+        for part in parts:
+            for array in part.arrays.values():
+                objects = array._objects
+                if not objects:
+                    continue
+                for key, entry in list(objects.items()):
+                    if key != _SOURCE_KEY and _arena_only(entry, lo, hi, ours, {id(objects)}):
+                        del objects[key]
+        del parts
+
+
+def forget_keepalives(part: Part) -> None:
+    """Drop what ctypes keeps alive for values of ``part`` (their memory is freed)."""
+    for array in part.arrays.values():
+        objects = array._objects
+        if objects:
+            for key in [key for key in objects if key != _SOURCE_KEY]:
+                del objects[key]
+
+
+def _arena_only(entry: Any, lo: int, hi: int, ours: set[int], seen: set[int]) -> bool:
+    """True if a keep-alive entry holds nothing but memory in ``[lo, hi)``.
+
+    ``ours``: the ids of the arena's roots and arrays (memoryviews of them are its own).
+    """
+    if entry is None or id(entry) in seen:
+        return True
+    seen.add(id(entry))
+    if isinstance(entry, dict):
+        return all(_arena_only(item, lo, hi, ours, seen) for item in entry.values())
+    if isinstance(entry, memoryview):
+        return id(entry.obj) in ours
+    if isinstance(entry, _CData):
+        cdata: Any = entry
+        start = ctypes.addressof(cdata)
+        if not lo <= start <= start + ctypes.sizeof(cdata) <= hi:
+            return False
+        return _arena_only(cdata._objects, lo, hi, ours, seen)
+    return False
+
+
+def collect_and_count(count: Any) -> int:
+    """``count()``, and if views seem alive, again after a garbage collection."""
+    live: int = count()
+    if live > 0:
+        gc.collect()
+        live = count()
+    return live
