@@ -164,13 +164,11 @@ class ArenaBase:
     def _init_ledger(self) -> None:
         """Track the store and its first part; call once ``self._store`` is set.
 
-        Nothing may be handed out before this, and the caller must hold the
-        store in no local variable (its references are measured here).
+        Nothing may be handed out before this.
         """
-        self._ledger = Ledger(self._store)
+        self._ledger = Ledger()
         self._part = self._make_part()
         self._ledger.open_region(0, self._part)
-        self._ledger.seal()
 
     # -- hooks of the allocation algorithm ------------------------------------
 

@@ -342,11 +342,15 @@ class TypedArena(ArenaBase, _Generic[T]):
         """Raise what ``ctype(*args, **kwargs)`` raises (reworded), building it aside."""
         try:
             self._ctype(*args, **kwargs)
-        except BaseException as exc:
+            return
+        except (TypeError, ValueError, OverflowError, IndexError) as exc:
             error = init_error(self._ctype, args, exc)
             if error is None:
                 raise
-            raise error from None
+        try:
+            raise error from None  # (outside the handler: no frame kept as its context)
+        finally:
+            del error  # no cycle frame -> error -> traceback -> frame
 
     def _uncommit(self, committed: int) -> None:
         """Give back what a failed allocation committed (rule 6: nothing changes)."""
@@ -483,11 +487,11 @@ class TypedArena(ArenaBase, _Generic[T]):
         """
         self._enter()
         n = self._cursor.count()
-        if not n:
-            return iter(())
         regions = self._ledger.regions
-        if len(regions) == 1:
-            return map(regions[0].parts[-1].arrays[_SLOTS].__getitem__, range(n))
+        if not self._size:
+            return map(self._part.root.__getitem__, range(0))
+        if len(regions) == 1 or not n:
+            return map(self._slots_at(n - 1).__getitem__, range(n))
         # Each value from its own region's array: a value of memory allocated
         # before a checkpoint does not stop a rewind to it.
         ends = [region.start for region in regions[1:]] + [n]

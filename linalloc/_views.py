@@ -9,12 +9,13 @@ view lives; no view is registered one by one.
 The objects, from the bottom up:
 
 - the **store** owns the memory (a string buffer, or a reservation). Every
-  root refers to it, so it is the catch-all: an object over the memory that
-  the ledger no longer tracks still shows as a reference to the store.
+  root refers to it, so the memory lives as long as anything made from it
+  (rule 1); the store itself is private and not counted.
 - a **part**: one *root* (a ``c_char`` array over the memory, made by the
   store) and the *arrays* the arena made over it (a typed arena's slot array,
   a bump arena's per-type rows). An array made from a root holds one
-  reference to it; a root forgotten while something holds it shows on the store.
+  reference to it, so an array the part no longer lists, if something still
+  holds it, shows on the root.
 - a **region**: the memory from one checkpoint's position to the next one's.
   A region's views are made from its own parts only, so that ``rewind(cp)``
   can count the views of the memory after ``cp`` apart from the others. A lazy
@@ -34,14 +35,12 @@ is needed, never kept as a running total, so no sequence of steps, and no
 exception or signal landing between two of them, can leave it stale. Values
 made ahead for a window (not handed out yet) each hold one reference too; the
 arena passes their number to :meth:`Ledger.live`, and they always belong to
-the newest part. The store's own references are measured once, when the
-arena is made and no view can exist; each registered root adds one.
+the newest part.
 
 Every state change keeps the invariant at every bytecode boundary by its
 order: a new object is made (an over-count) before it is registered; a new
 generation of objects is registered before anything is handed out from it; a
-part is forgotten only when it has no view left (and if one appears later, it
-still counts on the store). The reference counts are read with the collector
+part is forgotten only when it has no view left. The reference counts are read with the collector
 paused nowhere: an unreachable cycle holding a view over-counts until it is
 collected, so a refusal collects once and counts again.
 """
@@ -131,34 +130,21 @@ class Region:
 class Ledger:
     """The tracked objects of one arena, by region, and the counts read off them."""
 
-    __slots__ = ("store", "regions", "held", "_store_own")
+    __slots__ = ("regions", "held")
 
-    def __init__(self, store: Any) -> None:
-        self.store = store
+    def __init__(self) -> None:
         #: oldest first; ``regions[0].start == 0``; replaced as a whole
         self.regions: tuple[Region, ...] = ()
         #: regions freed by a rewind whose drop callbacks kept a value: their
         #: memory is not handed out again while those values live
         self.held: tuple[Region, ...] = ()
-        self._store_own = 0
-
-    def seal(self) -> None:
-        """Measure the store's own references: call once, when no view can exist.
-
-        The caller must hold no reference to the store in a local variable.
-        """
-        self._store_own = getrefcount(self.store) - self._roots()
-
-    def _roots(self) -> int:
-        return sum([len(region.parts) for region in (*self.regions, *self.held)])
 
     # -- the counts -----------------------------------------------------------
 
     def live(self, since: int = 0, ahead: int = 0) -> int:
         """Live views of the memory of ``regions[since:]`` (and of held regions).
 
-        ``ahead``: values made ahead of time from the newest part. From
-        region 0, the store's references count too (the whole arena).
+        ``ahead``: values made ahead of time from the newest part.
         """
         count = -ahead
         for region in self.regions[since:]:
@@ -167,8 +153,6 @@ class Ledger:
         for region in self.held:
             for part in region.parts:
                 count += part_views(part)
-        if since == 0:
-            count += getrefcount(self.store) - self._store_own - self._roots()
         return count
 
     def held_views(self) -> int:
@@ -193,9 +177,8 @@ class Ledger:
     def free_after(self, index: int, part: Part) -> None:
         """Free the regions from ``index`` on; ``part`` serves ``regions[index]`` anew.
 
-        Called once no view of them is left, or with ``hold=True``... see
-        :meth:`hold_after`. The keep-alive entries ctypes stored in their
-        arrays go with them.
+        Called once no view of them is left (else :meth:`hold_after`). The
+        keep-alive entries ctypes stored in their arrays go with them.
         """
         for region in self.regions[index:]:
             for old in region.parts:

@@ -1138,12 +1138,14 @@ def drop_stores_case(kind: str, when: str) -> Callable[[], None]:
         assert finish_with(arena, when) is None
         assert seen == expected
         if when == "reset":
-            # The stored values are views now: the next reset is refused until they go.
+            # The stored values are views now: the next reset is refused until they
+            # go, and their memory is not handed out again while they live.
             expect(BufferError, "4 views", arena[0].reset)
+            expect(BufferError, "4 views of memory freed by reset", lambda: _point(arena[0], 9))
+            assert [bytes(v) for v in stored] == expected  # untouched
+            stored.clear()
             for n in range(4):
                 _point(arena[0], 10 + n)
-            assert sorted(v.n for v in stored) == [10, 11, 12, 13]  # the same memory
-            stored.clear()
             seen.clear()
             arena[0].reset()  # drops (and so stores) the four new values
             assert [Point.from_buffer_copy(data).n for data in seen] == [13, 12, 11, 10]
