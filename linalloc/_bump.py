@@ -22,7 +22,7 @@ import ctypes
 import sys
 
 from ._arena import _THREAD, ArenaBase, _closed_error, refcounts_of
-from ._layout import Layout, check_count, check_storable, holds_pointer
+from ._layout import Layout, check_count, ctype_info
 from ._lazy import LazyArenaMixin
 from ._store import array_type as array_type_of
 
@@ -31,12 +31,6 @@ if TYPE_CHECKING:
     from typing import Any, TypeVar
 
     C = TypeVar("C")
-
-
-# ctypes type -> (size, align), for types already checked by check_storable.
-_layouts: dict[type[Any], tuple[int, int]] = {}
-# Those of them that hold a pointer: handed out zeroed, never with a stale address.
-_zeroed: set[type[Any]] = set()
 
 
 #: Values per window at most; types and offsets per arena served by windows at most.
@@ -66,25 +60,8 @@ class _Rows:
     def __init__(self, ctype: Any, size: int) -> None:
         self.ctype = ctype
         self.size = size
-        self.zeroed = ctype in _zeroed
+        self.zeroed = ctype_info(ctype)[2]  # holds a pointer: handed out zeroed
         self.rows: dict[int, Any] = {}
-
-
-def _ctype_layout(ctype: Any) -> tuple[int, int]:
-    try:
-        found = _layouts.get(ctype)
-    except TypeError:  # unhashable, so no type: check_storable says what is wrong
-        found = None
-    if found is None:
-        check_storable(ctype)
-        found = (ctypes.sizeof(ctype), ctypes.alignment(ctype))
-        if len(_layouts) >= 4096:
-            _layouts.clear()
-            _zeroed.clear()
-        if holds_pointer(ctype):
-            _zeroed.add(ctype)
-        _layouts[ctype] = found
-    return found
 
 
 class BumpArena(ArenaBase):
@@ -277,14 +254,14 @@ class BumpArena(ArenaBase):
     def _alloc_slow(self, ctype: Any) -> Any:
         """``alloc()`` outside a window: open one if the type allows, else ``from_buffer``."""
         self._close_window()
-        size, align = _ctype_layout(ctype)
+        size, align, zeroed = ctype_info(ctype)
         start = self._bump(size, align)
         if start is None:
             return None
         entry = self._rows_of(ctype, size) if size else None
         row = self._row(entry, start % size) if entry is not None else None
         if entry is None or row is None:
-            if ctype in _zeroed:
+            if zeroed:
                 ctypes.memset(self._base + start, 0, size)
             return ctype.from_buffer(self._root, start)
         # A window of n values from ``start``, in committed memory.
@@ -350,7 +327,7 @@ class BumpArena(ArenaBase):
         """
         self._enter()
         n = check_count("n", n)
-        size, align = _ctype_layout(ctype)
+        size, align, zeroed = ctype_info(ctype)
         self._close_window()
         if size * n > self._capacity or n > sys.maxsize:
             return None  # cannot fit; also keeps ctypes from building a huge type
@@ -358,7 +335,7 @@ class BumpArena(ArenaBase):
         start = self._bump(size * n, align)
         if start is None:
             return None
-        if ctype in _zeroed:
+        if zeroed:
             ctypes.memset(self._base + start, 0, size * n)
         return array_type.from_buffer(self._root, start)
 
