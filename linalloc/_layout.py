@@ -267,8 +267,10 @@ class Layout:
     """The size and alignment of a block of memory, like Rust's ``Layout``.
 
     ``align`` must be a positive power of two, ``size`` an int >= 0, and ``size``
-    rounded up to ``align`` must not exceed ``sys.maxsize``. Layouts are
-    immutable, hashable and compare equal by value.
+    rounded up to ``align`` must not exceed ``sys.maxsize``. Like every count in
+    linalloc (capacities, ``n``), they may be anything with ``__index__``, such
+    as numpy integers, and are kept as plain ``int``; bool and float are
+    ``TypeError``. Layouts are immutable, hashable and compare equal by value.
 
     >>> import ctypes
     >>> Layout(24, 8)
@@ -277,6 +279,9 @@ class Layout:
     True
     >>> Layout.array(ctypes.c_int32, 10)
     Layout(size=40, align=4)
+    >>> import numpy  # doctest: +SKIP
+    >>> Layout(numpy.int64(24), numpy.uint8(8))  # doctest: +SKIP
+    Layout(size=24, align=8)
     >>> Layout(8, 3)
     Traceback (most recent call last):
     ...
