@@ -279,8 +279,10 @@ class Layout:
     True
     >>> Layout.array(ctypes.c_int32, 10)
     Layout(size=40, align=4)
-    >>> import numpy  # doctest: +SKIP
-    >>> Layout(numpy.int64(24), numpy.uint8(8))  # doctest: +SKIP
+    >>> class Count:  # anything with __index__, like a numpy integer
+    ...     def __index__(self) -> int:
+    ...         return 24
+    >>> Layout(Count(), 8)
     Layout(size=24, align=8)
     >>> Layout(8, 3)
     Traceback (most recent call last):
