@@ -42,8 +42,7 @@ def raise_closed(*args: object) -> NoReturn:
 
 def raise_busy(*args: object) -> NoReturn:
     raise RuntimeError(
-        "a drop callback cannot allocate from, rewind, reset or close the arena it is "
-        "dropping from"
+        "a drop callback cannot allocate from, rewind, reset or close the arena it is dropping from"
     )
 
 
@@ -304,7 +303,9 @@ class ArenaBase:
         """
         self._enter_mut()
         at = self._find(checkpoint)
-        error = self._rewind_to(checkpoint._region, checkpoint._position, "rewind to this checkpoint")
+        error = self._rewind_to(
+            checkpoint._region, checkpoint._position, "rewind to this checkpoint"
+        )
         del self._checkpoints[at + 1 :]
         if error is not None:
             raise error

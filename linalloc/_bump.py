@@ -22,9 +22,10 @@ import ctypes
 import sys
 
 from ._arena import _THREAD, ArenaBase, _closed_error
-from ._layout import Layout, check_count, check_storable, holds_pointer
+from ._layout import Layout, check_count, ctype_info
 from ._lazy import LazyArenaMixin
 from ._store import array_type as array_type_of
+from ._store import exact_array_type
 from ._views import Part
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
@@ -34,47 +35,25 @@ if TYPE_CHECKING:
     C = TypeVar("C")
 
 
-# ctypes type -> (size, align), for types already checked by check_storable.
-_layouts: dict[type[Any], tuple[int, int]] = {}
-# Those of them that hold a pointer: handed out zeroed, never with a stale address.
-_zeroed: set[type[Any]] = set()
-
-
 #: Values per window at most; rows (arrays over one part, one per type and
 #: offset modulo its size) per part at most. Past that, values are made with
 #: ``from_buffer``: still counted, on the root (see ``_views``).
 _WINDOW = 256
 _MAX_ROWS = 256
-# ctypes type -> whether a slice of an array of it is a list of exact instances.
-_windowed: dict[type[Any], bool] = {}
+# id(ctypes type) -> (the type, whether a slice of an array of it is a list of
+# exact instances). Keyed by identity: a metaclass may make types compare equal.
+_windowed: dict[int, tuple[type[Any], bool]] = {}
 
 
 def _can_window(ctype: Any) -> bool:
-    found = _windowed.get(ctype)
-    if found is None:
-        items: Any = (ctype * 1)()[0:1]
-        found = isinstance(items, list) and type(items[0]) is ctype
+    found = _windowed.get(id(ctype))
+    if found is None or found[0] is not ctype:
+        items: Any = array_type_of(ctype, 1)()[0:1]
+        found = (ctype, isinstance(items, list) and type(items[0]) is ctype)
         if len(_windowed) >= 4096:
             _windowed.clear()
-        _windowed[ctype] = found
-    return found
-
-
-def _ctype_layout(ctype: Any) -> tuple[int, int]:
-    try:
-        found = _layouts.get(ctype)
-    except TypeError:  # unhashable, so no type: check_storable says what is wrong
-        found = None
-    if found is None:
-        check_storable(ctype)
-        found = (ctypes.sizeof(ctype), ctypes.alignment(ctype))
-        if len(_layouts) >= 4096:
-            _layouts.clear()
-            _zeroed.clear()
-        if holds_pointer(ctype):
-            _zeroed.add(ctype)
-        _layouts[ctype] = found
-    return found
+        _windowed[id(ctype)] = found
+    return found[1]
 
 
 class BumpArena(ArenaBase):
@@ -270,19 +249,19 @@ class BumpArena(ArenaBase):
     def _alloc_slow(self, ctype: Any) -> Any:
         """``alloc()`` outside a window: open one if the type allows, else ``from_buffer``."""
         self._close_window()
-        size, align = _ctype_layout(ctype)
+        size, align, zeroed = ctype_info(ctype)
         start = self._bump(size, align)
         if start is None:
             return None
         row = self._row(ctype, size, start % size) if size and _can_window(ctype) else None
         if row is None:
-            if ctype in _zeroed:
+            if zeroed:
                 ctypes.memset(self._base + start, 0, size)
             return ctype.from_buffer(self._part.root, start)
         # A window of n values from ``start``, in committed memory.
         n = min(max(1, 2 * self._wn) if ctype is self._wtype else 1, _WINDOW)
         n = min(n, (self._limit - start) // size)
-        if ctype in _zeroed:
+        if zeroed:
             ctypes.memset(self._base + start, 0, n * size)
         k = start // size
         batch = row[k : k + n]
@@ -303,7 +282,7 @@ class BumpArena(ArenaBase):
         the value with ``from_buffer``, counted on the root all the same.
         """
         arrays = self._part.arrays
-        key = (ctype, r)
+        key = (id(ctype), r)  # (by identity; the row keeps the type alive)
         row = arrays.get(key)
         if row is not None or len(arrays) >= _MAX_ROWS:
             return row
@@ -311,11 +290,11 @@ class BumpArena(ArenaBase):
         n = (len(root) - r) // size
         if n <= 0:
             return None
-        if self._store.lazy:  # lengths follow the committed size: keep ctypes' cache small
-            array_type: Any = array_type_of(ctype, n)
-        else:
-            array_type = ctype * n
-        arrays[key] = array_type.from_buffer(root, r)  # registered: counted from here on
+        # (this module's own type: lengths follow the committed size, and
+        # ctypes' cache would keep every one for the life of the process)
+        arrays[key] = array_type_of(ctype, n).from_buffer(
+            root, r
+        )  # registered: counted from here on
         del root
         return arrays[key]
 
@@ -334,15 +313,15 @@ class BumpArena(ArenaBase):
         """
         self._enter()
         n = check_count("n", n)
-        size, align = _ctype_layout(ctype)
+        size, align, zeroed = ctype_info(ctype)
         self._close_window()
         if size * n > self._capacity or n > sys.maxsize:
             return None  # cannot fit; also keeps ctypes from building a huge type
-        array_type: Any = ctype * n  # type: ignore[operator]
+        array_type = exact_array_type(ctype, n)
         start = self._bump(size * n, align)
         if start is None:
             return None
-        if ctype in _zeroed:
+        if zeroed:
             ctypes.memset(self._base + start, 0, size * n)
         return array_type.from_buffer(self._part.root, start)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import operator
 import sys
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
@@ -16,17 +17,53 @@ _DATA_BASES = (
     ctypes.Array,
     ctypes._Pointer,
 )
+# Function pointer types (CFUNCTYPE, PYFUNCTYPE, WINFUNCTYPE) derive from this.
+_FUNC_PTR: Any = getattr(ctypes, "_CFuncPtr")  # noqa: B009 (not in the stubs)
+# ``_type_`` codes of simple types that hold an address: char*, wchar_t*, void*, BSTR.
+_POINTER_CODES = frozenset("zZPX")
 
 
 def check_int(name: str, value: object) -> int:
-    """``value`` as an int; TypeError for anything else, bool included."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    return value
+    """``value`` as an exact int; TypeError for anything else, bool included.
+
+    Anything with ``__index__`` (numpy integers, an ``int`` subclass) is
+    converted to a plain ``int`` first, so a subclass cannot lie in later
+    comparisons; floats are refused.
+
+    >>> check_int("n", 3)
+    3
+    >>> class Liar(int):
+    ...     def __lt__(self, other): return False
+    >>> type(check_int("n", Liar(5)))
+    <class 'int'>
+    >>> check_int("n", 2.0)
+    Traceback (most recent call last):
+    ...
+    TypeError: n must be an int, not float
+    """
+    if type(value) is int:
+        return value
+    if not isinstance(value, bool):
+        try:
+            index = operator.index(value)  # type: ignore[arg-type]
+        except TypeError:
+            pass
+        else:
+            # Python 3.9's operator.index may return an int subclass: make it exact.
+            return int.__index__(index)
+    raise TypeError(f"{name} must be an int, not {type(value).__name__}")
 
 
 def check_count(name: str, value: object) -> int:
-    """An int >= 0 (TypeError / ValueError otherwise)."""
+    """An exact int >= 0 (TypeError / ValueError otherwise); see ``check_int``.
+
+    >>> check_count("capacity", 16)
+    16
+    >>> check_count("capacity", -1)
+    Traceback (most recent call last):
+    ...
+    ValueError: capacity must be >= 0, got -1
+    """
     value = check_int(name, value)
     if value < 0:
         raise ValueError(f"{name} must be >= 0, got {value}")
@@ -48,56 +85,192 @@ def check_ctype(ctype: object) -> type[Any]:
     return ctype  # type: ignore[return-value]
 
 
+def _incomplete(ctype: type[Any], part: type[Any]) -> TypeError:
+    if part is ctype:
+        return TypeError(
+            f"{ctype.__name__} is an incomplete type: it has no _fields_ yet; set "
+            f"{ctype.__name__}._fields_ (an empty list for an empty type) before using it"
+        )
+    return TypeError(
+        f"{ctype.__name__} is an incomplete type: {part.__name__} in it has no _fields_; "
+        f"set {part.__name__}._fields_ before building types on it (ctypes freezes a "
+        "type once it is a field, a base or an instance: then define it again)"
+    )
+
+
+def _walk(ctype: type[Any]) -> tuple[bool, bool, bool]:
+    """(holds a py_object, holds a pointer, layout is final) for a ctypes data type.
+
+    Visits the whole type: the ``_fields_`` of every Structure or Union class
+    in the MRO (inherited fields included), nested Structures and Unions
+    (anonymous ones and bitfields too), arrays of any depth, subclasses of
+    simple types. Pointer targets are not visited: a pointer stores an address.
+    Raises TypeError for a type that is incomplete anywhere in its nesting, or
+    an array type whose element type changed after it was made. The layout is
+    final when no Structure or Union in it can still be given ``_fields_`` (a
+    subclass that inherits all its fields can), so it may be cached.
+    """
+    py_object = pointer = False
+    final = True
+    stack: list[type[Any]] = [ctype]
+    seen: set[int] = set()
+    while stack:
+        part = stack.pop()
+        if id(part) in seen:
+            continue
+        seen.add(id(part))
+        if not isinstance(part, type):
+            raise TypeError(f"{ctype.__name__} has a field whose type is not a type: {part!r}")
+        if issubclass(part, (ctypes._Pointer, _FUNC_PTR)):
+            pointer = True
+        elif issubclass(part, ctypes._SimpleCData):
+            code = getattr(part, "_type_", None)
+            if code == "O":
+                py_object = True
+            elif code in _POINTER_CODES:
+                pointer = True
+        elif issubclass(part, ctypes.Array):
+            element: Any = part._type_
+            if ctypes.alignment(element) == 0:  # (its own check names it)
+                stack.append(element)
+                continue
+            length: int = getattr(part, "_length_")  # noqa: B009 (not in the stubs)
+            size, align = ctypes.sizeof(element), ctypes.alignment(element)
+            if ctypes.sizeof(part) != length * size or ctypes.alignment(part) != align:
+                raise TypeError(
+                    f"{ctype.__name__}: the array type {part.__name__} was made before "
+                    f"{element.__name__} got its final _fields_ and no longer matches it"
+                )
+            stack.append(element)
+        elif issubclass(part, (ctypes.Structure, ctypes.Union)):
+            if ctypes.alignment(part) == 0:  # how ctypes marks a type without _fields_
+                raise _incomplete(ctype, part)
+            if "_fields_" not in part.__dict__:
+                final = False
+            for klass in part.__mro__:
+                if not issubclass(klass, (ctypes.Structure, ctypes.Union)):
+                    continue
+                fields = klass.__dict__.get("_fields_", ())
+                try:
+                    stack.extend(field[1] for field in fields)
+                except (TypeError, IndexError, KeyError):
+                    raise TypeError(
+                        f"{ctype.__name__}: {klass.__name__}._fields_ is not a sequence of "
+                        f"(name, type) or (name, type, bits) tuples: {fields!r}"
+                    ) from None
+        else:
+            raise TypeError(f"{ctype.__name__} holds {part!r}, which is not a ctypes data type")
+    return py_object, pointer, final
+
+
 def holds_py_object(ctype: type[Any]) -> bool:
-    """True if ``ctype`` embeds a ``py_object`` anywhere (fields, elements).
+    """True if ``ctype`` embeds a ``py_object`` anywhere (fields, inherited
+    fields, nested types, elements).
 
     Pointers do not count: a pointer field stores an address, not a reference.
+    TypeError for an incomplete type.
+
+    >>> import ctypes
+    >>> class Base(ctypes.Structure):
+    ...     _fields_ = [("obj", ctypes.py_object)]
+    >>> class Derived(Base):
+    ...     pass
+    >>> holds_py_object(Derived), holds_py_object(ctypes.POINTER(Derived))
+    (True, False)
     """
-    if issubclass(ctype, ctypes._SimpleCData):
-        return getattr(ctype, "_type_", None) == "O"
-    if issubclass(ctype, ctypes.Array):
-        element: Any = ctype._type_
-        return holds_py_object(element)
-    if issubclass(ctype, (ctypes.Structure, ctypes.Union)):
-        return any(holds_py_object(field[1]) for field in getattr(ctype, "_fields_", ()))
-    return False
+    return _walk(ctype)[0]
 
 
 def holds_pointer(ctype: type[Any]) -> bool:
     """True if ``ctype`` embeds a pointer anywhere (``POINTER(T)``, ``c_char_p``,
-    ``c_wchar_p``, ``c_void_p``, in fields or elements).
+    ``c_wchar_p``, ``c_void_p`` and their subclasses, function pointers, in
+    fields, inherited fields, nested types or elements).
 
     Reading such a value from uncleared memory would follow a stale address.
+    TypeError for an incomplete type.
+
+    >>> import ctypes
+    >>> class S(ctypes.Structure):
+    ...     _fields_ = [("callback", ctypes.CFUNCTYPE(ctypes.c_int))]
+    >>> holds_pointer(S * 2), holds_pointer(ctypes.c_int64 * 2)
+    (True, False)
     """
-    if issubclass(ctype, ctypes._Pointer):
-        return True
-    if issubclass(ctype, ctypes._SimpleCData):
-        return getattr(ctype, "_type_", None) in ("z", "Z", "P")
-    if issubclass(ctype, ctypes.Array):
-        element: Any = ctype._type_
-        return holds_pointer(element)
-    if issubclass(ctype, (ctypes.Structure, ctypes.Union)):
-        return any(holds_pointer(field[1]) for field in getattr(ctype, "_fields_", ()))
-    return False
+    return _walk(ctype)[1]
+
+
+# id(ctype) -> (ctype, (size, align, holds_pointer)) for storable types whose
+# layout is final. Keyed by identity (the entry keeps the type, so its id is not
+# reused) so that a metaclass's __eq__/__hash__ cannot alias two types.
+_infos: dict[int, tuple[type[Any], tuple[int, int, bool]]] = {}
+_MAX_INFOS = 4096
+
+
+def ctype_info(ctype: object) -> tuple[int, int, bool]:
+    """``(sizeof, alignment, holds a pointer)`` of a type arena memory may hold.
+
+    TypeError for anything that is not a ctypes data type, for a type holding
+    a ``py_object`` (at any depth) and for an incomplete type (a Structure or
+    Union without ``_fields_`` yet, anywhere in it). Results are cached per
+    type once its layout is final; nothing is cached for a type that fails.
+
+    >>> import ctypes
+    >>> class Node(ctypes.Structure):
+    ...     pass
+    >>> ctype_info(Node)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    TypeError: Node is an incomplete type: it has no _fields_ yet; ...
+    >>> Node._fields_ = [("value", ctypes.c_int32), ("next", ctypes.POINTER(Node))]
+    >>> ctype_info(Node) == (ctypes.sizeof(Node), ctypes.alignment(Node), True)
+    True
+    >>> ctype_info(ctypes.c_int16)
+    (2, 2, False)
+    """
+    found = _infos.get(id(ctype))
+    if found is not None and found[0] is ctype:
+        return found[1]
+    checked = check_ctype(ctype)
+    py_object, pointer, final = _walk(checked)
+    if py_object:
+        raise TypeError(
+            f"{checked.__name__} holds a py_object: arena memory cannot own Python "
+            "references; store an index or an id instead"
+        )
+    info = (ctypes.sizeof(checked), ctypes.alignment(checked), pointer)
+    if final:
+        if len(_infos) >= _MAX_INFOS:
+            _infos.clear()  # recomputed on the next use
+        _infos[id(checked)] = (checked, info)
+    return info
 
 
 def check_storable(ctype: object) -> type[Any]:
-    """A ctypes data type that raw arena memory may hold (no ``py_object``)."""
-    ctype = check_ctype(ctype)
-    if holds_py_object(ctype):
-        raise TypeError(
-            f"{ctype.__name__} holds a py_object: arena memory cannot own Python "
-            "references; store an index or an id instead"
-        )
-    return ctype
+    """A complete ctypes data type that raw arena memory may hold (no ``py_object``).
+
+    TypeError otherwise, as ``ctype_info`` explains.
+    """
+    ctype_info(ctype)
+    return ctype  # type: ignore[return-value]
+
+
+def _size_align(ctype: object) -> tuple[int, int]:
+    """Size and alignment of a complete ctypes data type (py_object allowed)."""
+    found = _infos.get(id(ctype))
+    if found is not None and found[0] is ctype:
+        return found[1][0], found[1][1]
+    checked = check_ctype(ctype)
+    _walk(checked)
+    return ctypes.sizeof(checked), ctypes.alignment(checked)
 
 
 class Layout:
     """The size and alignment of a block of memory, like Rust's ``Layout``.
 
     ``align`` must be a positive power of two, ``size`` an int >= 0, and ``size``
-    rounded up to ``align`` must not exceed ``sys.maxsize``. Layouts are
-    immutable, hashable and compare equal by value.
+    rounded up to ``align`` must not exceed ``sys.maxsize``. Like every count in
+    linalloc (capacities, ``n``), they may be anything with ``__index__``, such
+    as numpy integers, and are kept as plain ``int``; bool and float are
+    ``TypeError``. Layouts are immutable, hashable and compare equal by value.
 
     >>> import ctypes
     >>> Layout(24, 8)
@@ -106,6 +279,11 @@ class Layout:
     True
     >>> Layout.array(ctypes.c_int32, 10)
     Layout(size=40, align=4)
+    >>> class Count:  # anything with __index__, like a numpy integer
+    ...     def __index__(self) -> int:
+    ...         return 24
+    >>> Layout(Count(), 8)
+    Layout(size=24, align=8)
     >>> Layout(8, 3)
     Traceback (most recent call last):
     ...
@@ -149,8 +327,8 @@ class Layout:
         >>> Layout.new(ctypes.c_int64)
         Layout(size=8, align=8)
         """
-        ctype = check_ctype(ctype)
-        return cls(ctypes.sizeof(ctype), ctypes.alignment(ctype))
+        size, align = _size_align(ctype)
+        return cls(size, align)
 
     @classmethod
     def array(cls, ctype: type[Any], n: int) -> Layout:
@@ -160,9 +338,9 @@ class Layout:
         >>> Layout.array(ctypes.c_uint16, 5)
         Layout(size=10, align=2)
         """
-        ctype = check_ctype(ctype)
+        size, align = _size_align(ctype)
         n = check_count("n", n)
-        return cls(ctypes.sizeof(ctype) * n, ctypes.alignment(ctype))
+        return cls(size * n, align)
 
     @property
     def size(self) -> int:

@@ -72,8 +72,9 @@ class EagerStore:
         return 0
 
 
-# (ctype, n) -> array type, for array_type(); bounded.
-_array_types: dict[tuple[Any, int], Any] = {}
+# (id(ctype), n) -> array type, for array_type(); bounded. By identity: a
+# metaclass may make distinct types compare equal.
+_array_types: dict[tuple[int, int], Any] = {}
 
 
 def array_type(ctype: Any, n: int) -> Any:
@@ -81,10 +82,12 @@ def array_type(ctype: Any, n: int) -> Any:
 
     The lazy arenas make arrays whose lengths follow the committed size; ctypes
     would keep every ``ctype * n`` it ever made for the life of the process.
+    (ctypes' own cache can also hand back a type made while ``ctype`` was
+    still incomplete, of the wrong size.)
     """
-    key = (ctype, n)
+    key = (id(ctype), n)
     found = _array_types.get(key)
-    if found is None:
+    if found is None or found._type_ is not ctype:
         meta: Any = type(ctypes.Array)
         found = meta(
             f"{ctype.__name__}_Array_{n}", (ctypes.Array,), {"_type_": ctype, "_length_": n}
@@ -92,6 +95,14 @@ def array_type(ctype: Any, n: int) -> Any:
         if len(_array_types) >= 1024:
             _array_types.clear()
         _array_types[key] = found
+    return found
+
+
+def exact_array_type(ctype: Any, n: int) -> Any:
+    """``ctype * n``, unless ctypes' cache gives a stale type of the wrong size."""
+    found: Any = ctype * n
+    if ctypes.sizeof(found) != ctypes.sizeof(ctype) * n:
+        found = array_type(ctype, n)
     return found
 
 

@@ -29,7 +29,8 @@ from ._layout import check_count, check_storable
 from ._lazy import LazyArenaMixin
 from ._slots import Cursor, Dropper, Window, drop_all, slot_type
 from ._store import array_type as array_type_of
-from ._values import convert, init_error, reworded, short_repr
+from ._store import exact_array_type
+from ._values import convert, init_error
 from ._views import Part
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
@@ -52,7 +53,6 @@ else:
 
         def __class_getitem__(cls, params: object) -> object:
             return type(list[int])(cls, params)  # types.GenericAlias
-
 
 
 #: The most slots a window holds, and the fewest (a window holds as many slots
@@ -147,10 +147,9 @@ class TypedArena(ArenaBase, _Generic[T]):
             part.root._linalloc_dropper = self._dropper
         if self._size:
             n = min(self._capacity, (len(part.root) - self._offset) // self._size)
-            if self._store.lazy:  # lengths follow the committed size: keep ctypes' cache small
-                array_type: Any = array_type_of(slot_type(self._ctype), max(n, 0))
-            else:
-                array_type = slot_type(self._ctype) * n
+            # (this module's own type: lengths follow the committed size, and
+            # ctypes' cache would keep every one for the life of the process)
+            array_type = array_type_of(slot_type(self._ctype), max(n, 0))
             part.arrays[_SLOTS] = array_type.from_buffer(part.root, self._offset)
         else:
             # Zero-size values: every allocation succeeds and none is counted.
@@ -360,7 +359,9 @@ class TypedArena(ArenaBase, _Generic[T]):
             pass  # the pages stay committed; the allocation still failed cleanly
         self._after_trim()
 
-    def _init_failed(self, value: Any, args: tuple[Any, ...], exc: BaseException) -> BaseException | None:
+    def _init_failed(
+        self, value: Any, args: tuple[Any, ...], exc: BaseException
+    ) -> BaseException | None:
         """Undo an allocation whose constructor raised: clear the slot, hand it out again.
 
         Returns the error to raise instead of the constructor's, if any.
@@ -517,8 +518,8 @@ class TypedArena(ArenaBase, _Generic[T]):
         self._enter()
         n = self._cursor.count()
         if not self._size:
-            return (self._ctype * n).from_buffer(self._part.root, self._offset)
-        return (self._ctype * n).from_buffer(self._slots_at(n - 1))
+            return exact_array_type(self._ctype, n).from_buffer(self._part.root, self._offset)
+        return exact_array_type(self._ctype, n).from_buffer(self._slots_at(n - 1))
 
     # -- dropping ----------------------------------------------------------
 

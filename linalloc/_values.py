@@ -76,7 +76,6 @@ def _converted(ctype: Any, value: Any) -> Any:
     )
 
 
-
 def init_error(ctype: Any, args: tuple[Any, ...], error: BaseException) -> BaseException | None:
     """What to raise instead of ``error``, which ``ctype(*args)`` raised; None: itself."""
     if issubclass(ctype, ctypes.Array) and len(args) > ctype._length_:

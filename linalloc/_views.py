@@ -110,7 +110,8 @@ def part_views(part: Part) -> int:
 def _from_buffer_key() -> str:
     """The ``_objects`` key under which ``from_buffer`` keeps its source alive."""
     array: Any = (ctypes.c_char * 1).from_buffer(bytearray(1))
-    return next(iter(array._objects))
+    key: str = next(iter(array._objects))
+    return key
 
 
 _SOURCE_KEY = _from_buffer_key()
