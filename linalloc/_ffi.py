@@ -97,11 +97,13 @@ def _generate(directory: str, name: str) -> str:
 
 def _generate_in_memory(name: str) -> ModuleType:
     """The module generated into a string and executed, for an unwritable cache."""
+    import contextlib
     import io
     import types
 
     source = io.StringIO()
-    _decls.make_builder(name).emit_python_code(source)  # cffi accepts a file object
+    with contextlib.redirect_stdout(io.StringIO()):  # cffi prints "generating ..."
+        _decls.make_builder(name).emit_python_code(source)  # cffi accepts a file object
     module = types.ModuleType(name)
     module.__file__ = f"<{name}, generated in memory>"
     exec(compile(source.getvalue(), module.__file__, "exec"), module.__dict__)

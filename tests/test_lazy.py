@@ -542,3 +542,43 @@ def test_only_linux_decommits_with_madvise(platform: str, remap: bool) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(remap)
+
+
+# -- the resident set size that the tour and the examples print ------------------
+
+
+def test_rss_reader_sees_commits_and_trim_on_this_system() -> None:
+    """linalloc._rss reads RSS on Linux, macOS and Windows alike: it must move."""
+    out = run_python(
+        """
+        import ctypes
+        from linalloc import BumpArenaLazy, Layout, address
+        from linalloc._rss import rss_bytes
+        MiB = 1 << 20
+        arena = BumpArenaLazy(1 << 30)
+        r0 = rss_bytes()
+        view = arena.alloc_uninit_slice(Layout(64 * MiB))
+        ctypes.memset(address(view), 1, len(view))
+        r1 = rss_bytes()
+        del view
+        arena.reset()
+        arena.trim()
+        r2 = rss_bytes()
+        print(r0 > 0, r1 - r0 >= 60 * MiB, r1 - r2 >= 60 * MiB)
+        """
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True", "True"]
+
+
+def test_rss_readers_of_other_systems_answer_none_here() -> None:
+    from linalloc import _rss
+
+    # The documented layouts: MACH_TASK_BASIC_INFO_COUNT is 12 (natural_t words).
+    assert ctypes.sizeof(_rss.MachTaskBasicInfo) == 48
+    word = ctypes.sizeof(ctypes.c_size_t)
+    assert ctypes.sizeof(_rss.ProcessMemoryCounters) == 8 + 8 * word
+    readers = {"linux": _rss.rss_linux, "darwin": _rss.rss_macos, "win32": _rss.rss_windows}
+    for platform, reader in readers.items():
+        if not sys.platform.startswith(platform):
+            assert reader() is None, platform  # absent there: None, never an exception
