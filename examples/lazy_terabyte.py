@@ -5,8 +5,9 @@ Run it: python examples/lazy_terabyte.py
 The arena reserves 1 TiB of address space up front (no memory yet), then
 allocates and writes 32 MiB blocks. After each block it prints ``used``,
 ``committed`` (what the arena asked the OS for) and the process's resident set
-size (RSS, what the OS really backs with RAM; read from /proc/self/statm, so
-"n/a" on systems without it). Finally ``reset()`` + ``trim()`` hand the pages
+size (RSS, what the OS really backs with RAM: /proc/self/statm on Linux,
+task_info on macOS, GetProcessMemoryInfo on Windows; "n/a" where none of them
+answers). Finally ``reset()`` + ``trim()`` hand the pages
 back to the OS.
 """
 
@@ -16,6 +17,7 @@ import ctypes
 import sys
 
 from linalloc import BumpArenaLazy, Layout, address, page_size
+from linalloc._rss import rss_bytes  # the tour's reader, for Linux, macOS and Windows
 
 MiB = 1 << 20
 TiB = 1 << 40
@@ -24,11 +26,8 @@ BLOCKS = 8
 
 
 def rss() -> str:
-    try:
-        with open("/proc/self/statm") as f:
-            return f"{int(f.read().split()[1]) * page_size() // MiB} MiB"
-    except (OSError, IndexError, ValueError):
-        return "n/a"
+    resident = rss_bytes()
+    return "n/a" if resident is None else f"{resident // MiB} MiB"
 
 
 def main() -> int:

@@ -394,11 +394,9 @@ def _abi_module_note() -> str:
     """Whether this linalloc carries its generated cffi module (an installed one does)."""
     import importlib.util
 
-    import _cffi_backend
-
     from . import _decls
 
-    name = _decls.module_name(_cffi_backend.__version__)
+    name = _decls.module_name()
     if importlib.util.find_spec(f"{__package__}.{name}") is not None:
         return "cffi module bundled"
     return "source checkout: cffi module from the user cache, platformdirs imported"

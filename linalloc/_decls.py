@@ -4,8 +4,11 @@ This module is plain data plus one function; it imports nothing from the rest of
 the package, so ``build_ffi.py`` can load it by path at packaging time.
 
 The generated module is named ``_vm_ffi_<key>``, where ``<key>`` hashes these
-declarations and the cffi version: a changed declaration makes a new module and
-never reuses a stale one.
+declarations and ``ABI_VERSION``: a changed declaration makes a new module and
+never reuses a stale one. The cffi version is not part of the key: the module
+holds only pre-parsed type data tagged with the backend ABI level, and the
+backends of cffi 1.17 and 2.x alike load ``_version`` 0x2601 to 0x28FF, so a
+wheel built with one cffi serves a user with another.
 """
 
 from __future__ import annotations
@@ -51,16 +54,22 @@ void *__stdcall VirtualAlloc(void *lpAddress, size_t dwSize,
                              uint32_t flAllocationType, uint32_t flProtect);
 int __stdcall VirtualFree(void *lpAddress, size_t dwSize, uint32_t dwFreeType);
 void __stdcall GetSystemInfo(SYSTEM_INFO *lpSystemInfo);
+int __stdcall VirtualUnlock(void *lpAddress, size_t dwSize);
 """
 
+#: The backend ABI level the generated module is tagged with (its ``_version=``).
+#: cffi writes 0x2601 for ABI-mode modules that use no ``char16_t``/``char32_t``;
+#: ``build_ffi.py`` refuses a generated module that says otherwise.
+ABI_VERSION = 0x2601
 
-def module_name(cffi_version: str) -> str:
-    """Name of the generated module for these declarations and cffi version.
 
-    >>> module_name("2.0.0").startswith("_vm_ffi_")
+def module_name() -> str:
+    """Name of the generated module: keyed on the declarations and ``ABI_VERSION``.
+
+    >>> module_name().startswith("_vm_ffi_") and module_name() == module_name()
     True
     """
-    key = zlib.crc32(f"{cffi_version}\n{CDEF}".encode())
+    key = zlib.crc32(f"{ABI_VERSION:#x}\n{CDEF}".encode())
     return f"_vm_ffi_{key:08x}"
 
 

@@ -227,7 +227,11 @@ class LazyStore:
         error = self.vm.decommit(self.address + keep, self.committed - keep)
         if error is not None:
             self.last_error = error
-            raise OSError(error, f"cannot decommit arena pages (error code {error})")
+            raise self.vm.os_error(
+                error,
+                f"cannot give {self.committed - keep} bytes of arena pages back to the OS "
+                "(the arena is unchanged and its pages stay committed)",
+            )
         released = self.committed - keep
         self.committed = keep
         return released

@@ -25,6 +25,7 @@ from . import (
     address,
     page_size,
 )
+from ._rss import rss_bytes  # the tour's one reader; a test replaces it here
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -45,16 +46,6 @@ def _size(n: int) -> str:
             value = n / unit
             return f"{value:.0f} {name}" if value == int(value) else f"{value:.1f} {name}"
     return f"{n} B"
-
-
-def rss_bytes() -> int | None:
-    """The process's resident set size from ``/proc/self/statm``; None where absent."""
-    try:
-        with open("/proc/self/statm") as f:
-            fields = f.read().split()
-        return int(fields[1]) * page_size()
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def _rss() -> str:

@@ -5,13 +5,19 @@ Real refusals come from resource limits set inside a fresh interpreter:
 and Linux counts memory that ``mprotect`` turns writable against ``RLIMIT_DATA``
 (so a lowered limit makes a commit fail with ENOMEM). A refused decommit, which
 no limit can provoke, is simulated by a platform layer that reports an error.
+The real refusals need Linux (``resource`` is POSIX only, ``/proc/self/status``
+Linux only, and only Linux counts committed memory against ``RLIMIT_DATA``):
+those tests skip elsewhere and say so; the simulated ones run everywhere.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import os
+import sys
 import textwrap
+import warnings
 from typing import Any
 
 import pytest
@@ -45,12 +51,20 @@ def limit_data(extra):
 """
 
 
+#: For the tests that provoke real refusals with resource limits (Linux only).
+needs_linux_limits = pytest.mark.skipif(
+    not sys.platform.startswith("linux"),
+    reason="real refusals come from RLIMIT_AS/RLIMIT_DATA and /proc/self/status (Linux only)",
+)
+
+
 def run_checked(code: str) -> str:
     proc = run_python(PRELUDE + textwrap.dedent(code))
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
 
+@needs_linux_limits
 def test_refused_reservation_raises_enomem_and_smaller_arenas_still_work() -> None:
     out = run_checked(
         """
@@ -81,6 +95,7 @@ def test_refused_reservation_raises_enomem_and_smaller_arenas_still_work() -> No
     assert out.split() == ["0101", "True"]
 
 
+@needs_linux_limits
 def test_refused_commit_returns_none_and_changes_nothing() -> None:
     out = run_checked(
         """
@@ -123,6 +138,7 @@ def test_refused_commit_returns_none_and_changes_nothing() -> None:
     assert int(out) >= 1
 
 
+@needs_linux_limits
 def test_refused_commit_in_a_typed_arena() -> None:
     out = run_checked(
         """
@@ -180,6 +196,8 @@ def test_refused_decommit_raises_and_changes_nothing(monkeypatch: pytest.MonkeyP
     with pytest.raises(OSError) as info:
         arena.trim()
     assert info.value.errno == errno.EINVAL
+    message = str(info.value)
+    assert os.strerror(errno.EINVAL) in message and "the arena is unchanged" in message
     assert arena.committed == committed
     assert arena.last_os_error_code == errno.EINVAL
     again = arena.alloc_uninit_slice(Layout(committed))  # still committed: no new commit
@@ -206,3 +224,19 @@ def test_refused_commit_reports_the_code(monkeypatch: pytest.MonkeyPatch, kind: 
     assert arena.committed == 0
     assert arena.last_os_error_code == 1455
     arena.close()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="munmap is POSIX; test_ffi covers VirtualFree")
+def test_refused_release_warns_instead_of_leaking_silently() -> None:
+    vm = linalloc._vm.PosixVM()
+    page = vm.page_size
+    base = vm.reserve(2 * page)
+    try:
+        # munmap of an address that is not page-aligned: the kernel says EINVAL.
+        with pytest.warns(ResourceWarning, match=os.strerror(errno.EINVAL)) as caught:
+            vm.release(base + 1, page)
+        assert "address space stays reserved" in str(caught[0].message)
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the real release must not warn
+            vm.release(base, 2 * page)

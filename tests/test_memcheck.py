@@ -10,7 +10,9 @@ was freed. ``tests/valgrind.supp`` silences CPython's own noise only. One
 more run proves the set-up can fail: a read of freed memory must be reported.
 
 valgrind comes from the Debian package (``.ci/run`` installs it). Without it
-these tests skip locally and fail in CI (``CI=true``).
+these tests skip locally and fail in CI on Linux (``CI=true``, which GitHub sets
+on every runner). valgrind does not run on Windows nor on current macOS, so
+there they skip and say so, CI or not.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ def memcheck(args: list[str]) -> tuple[subprocess.CompletedProcess[str], int, in
     """Run ``python args`` under memcheck: (result, errors, suppressed errors)."""
     valgrind = shutil.which("valgrind")
     if valgrind is None:
+        if not sys.platform.startswith("linux"):
+            pytest.skip(f"valgrind memcheck runs on Linux only (this is {sys.platform})")
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail("valgrind is not installed (.ci/run installs it from Debian packages)")
         pytest.skip("valgrind is not installed")
@@ -104,3 +108,18 @@ def test_misuse_batch_has_no_memory_errors(misuse_runs: dict[str, Any], group: s
     missing = [name for name in GROUPS[group] if name not in passed]
     assert not missing and result.stdout.rstrip().endswith("DONE"), result.stdout[-5000:]
     assert errors == 0 and result.returncode == 0, result.stderr[-20000:]
+
+
+@pytest.mark.parametrize(
+    ("platform", "outcome"),
+    [("linux", pytest.fail.Exception), ("darwin", pytest.skip.Exception)],
+)
+def test_missing_valgrind_fails_ci_on_linux_only(
+    monkeypatch: pytest.MonkeyPatch, platform: str, outcome: type[BaseException]
+) -> None:
+    """GitHub sets CI=true on every runner: only a Linux one must have valgrind."""
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(sys, "platform", platform)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(outcome, match="valgrind"):
+        memcheck(["-c", "pass"])

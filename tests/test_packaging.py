@@ -2,8 +2,9 @@
 
 The project is copied without any generated module first, so the module in
 the wheel can only have come from the build. Builds use the running
-environment's setuptools and cffi (``--no-build-isolation``), so nothing is
-downloaded.
+environment's setuptools and cffi (``--no-build-isolation``). One test installs
+the wheel beside another cffi release than the one that built it (fetched from
+PyPI by pip): the shipped module must still be the one loaded.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import pytest
 from linalloc import _decls
 
 REPO = Path(__file__).resolve().parent.parent
-MODULE = _decls.module_name(_cffi_backend.__version__)
+MODULE = _decls.module_name()
+#: A cffi release other than this environment's, for the wheel to meet.
+OTHER_CFFI = "1.17.1" if cffi.__version__ != "1.17.1" else "2.0.0"
 
 
 def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
@@ -53,6 +56,13 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ),
     )
     return dest
+
+
+def venv_python(venv: Path) -> Path:
+    """The interpreter of a virtual environment, where each system puts it."""
+    if os.name == "nt":
+        return venv / "Scripts" / "python.exe"
+    return venv / "bin" / "python"
 
 
 def pip_wheel(source: Path, out: Path) -> Path:
@@ -99,7 +109,7 @@ def test_installed_wheel_loads_the_in_package_module(wheel: Path, tmp_path: Path
         str(venv),
         cwd=tmp_path,
     )
-    python = venv / "bin" / "python"
+    python = venv_python(venv)
     # The dependencies: from wherever this interpreter has them.
     deps = {
         str(Path(cffi.__file__).resolve().parent.parent),
@@ -140,7 +150,7 @@ assert module.__file__.startswith({str(site)!r}), module.__file__
 assert _ffi.load() is module.ffi
 print(sorted({{m.split(".")[0] for m in sys.modules}} & {{"cffi", "pycparser"}}))
 """
-    env = dict(os.environ, XDG_CACHE_HOME=str(cache))
+    env = dict(os.environ, LINALLOC_CACHE_DIR=str(cache))
     env.pop("PYTHONPATH", None)
     out = run(str(python), "-c", code, cwd=tmp_path, env=env)
     assert out.strip() == "[]"
@@ -161,3 +171,51 @@ def test_sdist_carries_the_builder_and_builds_a_complete_wheel(
     with zipfile.ZipFile(wheel) as zf:
         assert f"linalloc/{MODULE}.py" in zf.namelist()
         assert "linalloc/py.typed" in zf.namelist()
+
+
+@pytest.fixture(scope="module")
+def other_cffi_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh environment with only ``cffi==OTHER_CFFI`` and the wheel installed."""
+    root = tmp_path_factory.mktemp("other-cffi")
+    venv = root / "venv"
+    run(sys.executable, "-m", "venv", "--without-pip", str(venv), cwd=root)
+    python = str(venv_python(venv))
+    pip = [
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        python,
+        "install",
+        "--disable-pip-version-check",
+    ]
+    run(*pip, f"cffi=={OTHER_CFFI}", cwd=root)
+    run(*pip, "--no-deps", "--no-index", str(wheel), cwd=root)
+    return venv
+
+
+def test_wheel_built_with_one_cffi_runs_its_module_under_another(
+    other_cffi_venv: Path, wheel: Path, tmp_path: Path
+) -> None:
+    python = str(venv_python(other_cffi_venv))
+    cache = tmp_path / "cache"  # must never be created
+    code = f"""
+import ctypes, sys
+import _cffi_backend, linalloc
+from linalloc import _ffi
+arena = linalloc.TypedArenaLazy(ctypes.c_int, 1000)
+assert arena.alloc(41).value == 41
+module = sys.modules["linalloc.{MODULE}"]
+assert _ffi.load() is module.ffi
+print(_cffi_backend.__version__)
+print(module.__file__.startswith(linalloc.__path__[0]))
+print(sorted({{m.split(".")[0] for m in sys.modules}} & {{"cffi", "pycparser", "platformdirs"}}))
+"""
+    env = dict(os.environ, LINALLOC_CACHE_DIR=str(cache))
+    env.pop("PYTHONPATH", None)
+    out = run(python, "-c", code, cwd=tmp_path, env=env).splitlines()
+    assert out == [OTHER_CFFI, "True", "[]"]
+    assert cffi.__version__ != OTHER_CFFI  # the wheel was built with this one
+    with zipfile.ZipFile(wheel) as zf:
+        assert f"linalloc/{MODULE}.py" in zf.namelist()
+    assert not cache.exists()  # nothing generated, nothing written
