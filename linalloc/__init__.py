@@ -21,22 +21,26 @@ type               gives you                     backing memory
 """
 
 from ._address import address
+from ._arena import Checkpoint
 from ._bump import BumpArena, BumpArenaLazy
+from ._cast import cast
 from ._layout import Layout
 from ._store import COMMIT_STEP
 from ._typed import TypedArena, TypedArenaLazy
 from ._vm import page_size
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "COMMIT_STEP",
     "BumpArena",
     "BumpArenaLazy",
+    "Checkpoint",
     "Layout",
     "TypedArena",
     "TypedArenaLazy",
     "address",
+    "cast",
     "page_size",
     "__version__",
 ]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import sys
 
+from ._address import address
 from ._arena import _THREAD, ArenaBase, _closed_error
 from ._layout import Layout, check_count, ctype_info
 from ._lazy import LazyArenaMixin
@@ -297,6 +298,86 @@ class BumpArena(ArenaBase):
         )  # registered: counted from here on
         del root
         return arrays[key]
+
+    def alloc_copy(self, data: Any, align: int = 1) -> memoryview | None:
+        """A writable ``'B'`` memoryview holding a copy of the bytes of ``data``.
+
+        ``data`` is any buffer (bytes, bytearray, memoryview, array.array, a
+        numpy array; a non-contiguous one is copied in C order, as
+        ``memoryview.tobytes()`` gives); it is only read, and may be a view of
+        this arena. The copy's first byte is aligned to ``align`` (the errors
+        of ``Layout`` for a bad one). None when there is no room. ``TypeError``
+        for anything that is not a buffer, ``str`` included: encode it.
+
+        >>> from linalloc import BumpArena, address
+        >>> arena = BumpArena(64)
+        >>> name = arena.alloc_copy(b"arena\\0")  # a C string, for C code
+        >>> bytes(name), address(name) % 1
+        (b'arena\\x00', 0)
+        >>> arena.alloc_copy("text")
+        Traceback (most recent call last):
+        ...
+        TypeError: alloc_copy() needs a buffer (bytes, memoryview...), not str: encode it first
+        """
+        try:
+            source = memoryview(data)
+        except TypeError:
+            hint = ": encode it first" if isinstance(data, str) else ""
+            what = type(data).__name__
+            raise TypeError(
+                f"alloc_copy() needs a buffer (bytes, memoryview...), not {what}{hint}"
+            ) from None
+        with source:
+            view = self.alloc_uninit_slice(Layout(source.nbytes, align))
+            if view is not None and source.nbytes:
+                if source.c_contiguous:
+                    view[:] = source.cast("B")
+                else:
+                    view[:] = source.tobytes()
+        return view
+
+    def grow(self, view: memoryview, new_size: int) -> memoryview | None:
+        """Grow the most recent allocation in place: a ``'B'`` view of ``new_size`` bytes.
+
+        ``view`` must be the arena's most recent allocation (a memoryview from
+        ``alloc_uninit_slice`` or ``alloc_copy`` that ends at ``used``) and
+        there must be room: then the new view starts at the same address, the
+        old bytes are kept and ``used`` advances. Otherwise None, and nothing
+        changes. ``new_size < len(view)`` raises ``ValueError`` (shrink by
+        rewinding to a checkpoint); a non-memoryview ``TypeError``. The old
+        view stays valid. What ``grow`` adds after a checkpoint is memory
+        allocated after it. On a lazy arena this is a buffer that grows to
+        the reservation's size and never moves.
+
+        >>> from linalloc import BumpArena, address
+        >>> arena = BumpArena(64)
+        >>> buf = arena.alloc_copy(b"abc")
+        >>> bigger = arena.grow(buf, 8)
+        >>> address(bigger) == address(buf), bytes(bigger[:3]), arena.used
+        (True, b'abc', 8)
+        >>> print(arena.grow(buf, 16))  # buf no longer ends at used
+        None
+        """
+        self._enter()
+        if not isinstance(view, memoryview):
+            raise TypeError(f"grow() takes a memoryview, not {type(view).__name__}")
+        new_size = check_count("new_size", new_size)
+        if new_size < view.nbytes:
+            raise ValueError(
+                f"grow() cannot shrink a view ({view.nbytes} to {new_size} bytes); "
+                "rewind to a checkpoint instead"
+            )
+        self._close_window()
+        start = address(view) - self._base
+        if start < 0 or start + view.nbytes != self._used:
+            return None  # not this arena's most recent allocation
+        end = start + new_size
+        if end > self._limit:
+            if end > self._capacity or not self._store.ensure(end):
+                return None
+            self._grown()
+        self._used = end
+        return memoryview(self._part.root).cast("B")[start:end]
 
     def alloc_array(self, ctype: type[C], n: int) -> Any | None:
         """An instance of ``ctype * n`` living in the arena, or None.

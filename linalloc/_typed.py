@@ -22,10 +22,10 @@ import ctypes
 import sys
 from _functools import partial  # type: ignore[import-not-found]
 from _operator import getitem
-from itertools import chain, repeat
+from itertools import chain, islice, repeat
 
 from ._arena import _THREAD, ArenaBase, _closed_error, raise_busy, raise_closed
-from ._layout import check_count, check_storable
+from ._layout import check_count, check_storable, ctype_info
 from ._lazy import LazyArenaMixin
 from ._slots import Cursor, Dropper, Window, drop_all, slot_type
 from ._store import array_type as array_type_of
@@ -35,10 +35,11 @@ from ._views import Part
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
+    from ctypes import Array, _CData
     from typing import Any, Generic, TypeVar
 
-    T = TypeVar("T")
+    T = TypeVar("T", bound=_CData)
 
     class _Generic(Generic[T]):
         """``typing.Generic``, for type checkers."""
@@ -129,6 +130,7 @@ class TypedArena(ArenaBase, _Generic[T]):
             self._store = self._store_type(capacity * size + align - 1)
             offset = (-self._store.address) % align
         self._offset: int = offset
+        self._pointers = ctype_info(ctype)[2]
         # Slicing a c_char/c_wchar array gives bytes/str, not values.
         self._slices = isinstance((slot_type(ctype) * 0)()[0:0], list)
         self._cursor = Cursor(self._usable_slots() if size else 0)
@@ -228,12 +230,15 @@ class TypedArena(ArenaBase, _Generic[T]):
 
     def _extend(self) -> bool:
         """Make slot ``hi`` usable (lazy: commit more); False when full."""
+        return self._extend_to(self._cursor.hi + 1)
+
+    def _extend_to(self, k: int) -> bool:
+        """Make slots up to ``k`` usable (lazy: commit more); False when they cannot be."""
         cursor = self._cursor
-        k = cursor.hi
-        if self._size == 0 or k >= self._capacity:
+        if self._size == 0 or k > self._capacity:
             return False
         store = self._store
-        if not store.ensure(self._offset + (k + 1) * self._size):
+        if not store.ensure(self._offset + k * self._size):
             return False
         if store.extent > len(self._part.root):
             # A part over all committed memory; the older ones stay counted.
@@ -409,6 +414,106 @@ class TypedArena(ArenaBase, _Generic[T]):
                 return None
         self._part.arrays[_SLOTS][k] = converted
         return self._take()  # type: ignore[no-any-return]
+
+    # -- bulk allocation ---------------------------------------------------
+
+    def alloc_many(self, n: int) -> Array[T] | None:
+        """``n`` zeroed values in consecutive slots, as one ``ctype * n`` array.
+
+        None when fewer than ``n`` slots are left (nothing changes). The
+        values count in ``len``, iterate and are dropped like values from
+        ``alloc()``; the array is a view (``reset()`` is refused while it
+        lives). One slice of memory, and one ``memset`` where a ``reset()``
+        left data: not ``n`` allocations.
+
+        >>> import ctypes
+        >>> from linalloc import TypedArena
+        >>> class Point(ctypes.Structure):
+        ...     _fields_ = [("x", ctypes.c_double), ("y", ctypes.c_double)]
+        >>> arena = TypedArena(Point, 1000)
+        >>> points = arena.alloc_many(600)
+        >>> points[599].x = 2.5
+        >>> len(points), len(arena), points[0].x
+        (600, 600, 0.0)
+        >>> print(arena.alloc_many(401))  # 400 left
+        None
+        """
+        self._enter_mut()
+        n = check_count("n", n)
+        if not self._size:
+            return exact_array_type(self._ctype, n).from_buffer(self._part.root, self._offset)  # type: ignore[no-any-return]
+        cursor = self._cursor
+        k = cursor.count()
+        if n > self._capacity - k:
+            return None
+        self._busy = True  # no re-entry (a signal handler) while the window changes
+        try:
+            self._close_window()
+            self._refuse_if_held()
+            if k + n > cursor.hi:
+                committed = self._store.committed
+                while cursor.hi < k + n:
+                    if not self._extend_to(k + n):
+                        if self._store.committed != committed:
+                            self._uncommit(committed)
+                        return None
+            if k < cursor.dirty:
+                size = self._size
+                end = min(k + n, cursor.dirty)
+                ctypes.memset(self._root_address() + k * size, 0, (end - k) * size)
+            array: Any = exact_array_type(self._ctype, n).from_buffer(
+                self._part.arrays[_SLOTS], k * self._size
+            )
+            cursor.win = Window(k + n, [] if self._drop is None else iter(()))  # counted from here
+            return array  # type: ignore[no-any-return]
+        finally:
+            self._busy = False
+
+    def alloc_extend(self, items: Iterable[Any]) -> Array[T] | None:
+        """A ``ctype * k`` array holding a copy of each of the ``k`` items, in order.
+
+        Each item is what ``alloc_raw`` accepts. None when they do not all fit.
+        All or nothing: on None, or on an item of the wrong kind
+        (``TypeError``), the arena is as it was; an iterator is read no
+        further than one item past the free slots. A ctypes array of
+        ``ctype`` is copied with one ``memmove`` (element by element when the
+        type holds pointers, so that the keep-alives ctypes needs come along).
+
+        >>> import ctypes
+        >>> from linalloc import TypedArena
+        >>> arena = TypedArena(ctypes.c_int32, 8)
+        >>> list(arena.alloc_extend(range(5)))
+        [0, 1, 2, 3, 4]
+        >>> source = (ctypes.c_int32 * 3)(7, 8, 9)
+        >>> list(arena.alloc_extend(source)), len(arena)
+        ([7, 8, 9], 8)
+        >>> print(arena.alloc_extend([1]))
+        None
+        """
+        self._enter_mut()
+        ctype = self._ctype
+        if isinstance(items, ctypes.Array) and getattr(items, "_type_", None) is ctype:
+            n = len(items)
+            array = self.alloc_many(n)
+            if array is None or not n:
+                return array
+            if self._pointers:
+                array[0:n] = items[0:n]
+            else:
+                ctypes.memmove(array, items, n * self._size)
+            return array
+        free = self._capacity - self._cursor.count() if self._size else sys.maxsize
+        iterator = iter(items)
+        converted = [convert(ctype, item) for item in islice(iterator, free)]
+        if len(converted) == free:
+            for _ in islice(iterator, 1):
+                return None  # one more than fits
+        array = self.alloc_many(len(converted))
+        if array is None or not self._size:
+            return array
+        for k, value in enumerate(converted):
+            array[k] = value
+        return array
 
     # -- state -------------------------------------------------------------
 
