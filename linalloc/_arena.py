@@ -2,9 +2,12 @@
 
 - rule 2: ``reset()``/``close()`` (and ``rewind()``, per region) are refused
   with ``BufferError`` while a view the arena handed out is alive. The
-  counting is the ledger's (``_views``: its invariant is written there); this
-  module asks it, and collects garbage once before refusing (a cycle may
-  hold a view until the collector runs).
+  counting is the ledger's: ``_views`` writes down its one invariant (the
+  live views of every part never exceed the references its objects hold
+  beyond the arena's own, equal when no method runs) and, for each state
+  change, why it holds at every bytecode boundary. This module asks the
+  ledger, and collects garbage once before refusing (a cycle may hold a view
+  until the collector runs).
 - checkpoints: ``checkpoint()``, ``rewind(cp)``, ``scope()``, written once for
   all four arenas over a few hooks of the allocation algorithm.
 - rule 3: ``close()`` is idempotent; afterwards methods raise ``ValueError``.

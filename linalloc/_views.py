@@ -37,12 +37,39 @@ made ahead for a window (not handed out yet) each hold one reference too; the
 arena passes their number to :meth:`Ledger.live`, and they always belong to
 the newest part.
 
-Every state change keeps the invariant at every bytecode boundary by its
-order: a new object is made (an over-count) before it is registered; a new
-generation of objects is registered before anything is handed out from it; a
-part is forgotten only when it has no view left. The reference counts are read with the collector
-paused nowhere: an unreachable cycle holding a view over-counts until it is
-collected, so a refusal collects once and counts again.
+Every state change keeps the invariant at every bytecode boundary (an
+exception or a signal may land between any two lines) by its order: what it
+adds is made first, while nothing counts it as the arena's own (an
+over-count), and is registered by one store; what it removes goes in one
+store too. Over-counting is safe: a ``reset()`` refused. Under-counting never
+happens:
+
+==========================  ===================================================
+change                      why the invariant holds throughout
+==========================  ===================================================
+new part (lazy growth,      made (root, arrays) while unregistered: nothing
+checkpoint, rewind)         counted refers to it; registered by one store of
+                            ``Region.parts`` or ``Ledger.regions`` before any
+                            value is made from it
+new bump row                made (its root reference over-counts by one), then
+                            one dict store registers it
+typed window opened         its values made first (each over-counts by one),
+                            then one store of ``Cursor.win`` makes ``ahead``
+                            count them; ``alloc()`` meanwhile takes the slow
+                            path, which installs what an interrupt left out
+value handed out            ``list.pop``: out of ``ahead``, into the caller
+window closed               the arena's other hold on the values (``_take``)
+                            goes first; one store of an empty window frees them
+drop-path iterator          the new ``map`` made first, then stored in
+                            ``part.take`` (the old one freed in that store)
+part forgotten              only with no view left (lazy growth), or once a
+                            rewind found none (``free_after``); still viewed
+                            after drop callbacks: kept, as held (``hold_after``)
+==========================  ===================================================
+
+The reference counts are read while the collector may run: an unreachable
+cycle holding a view over-counts until it is collected, so a refusal
+collects once and counts again.
 """
 
 from __future__ import annotations
