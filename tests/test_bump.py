@@ -678,7 +678,9 @@ def test_pointer_values_never_stale(bump_cls: Any, ctype: Any, is_null: Any) -> 
     for value in values:
         assert type(value) is ctype
         # The bytes first: reading a stale c_char_p would crash the test run.
-        assert ctypes.string_at(ctypes.addressof(value), size) == bytes(size), "stale bytes"
+        # (Not in the assert: its message would show the value, reading the pointer.)
+        raw = ctypes.string_at(ctypes.addressof(value), size)
+        assert raw == bytes(size), "a pointer value came with stale bytes"
         assert is_null(value)
 
 
