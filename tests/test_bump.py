@@ -178,14 +178,17 @@ def test_slice_wants_a_layout(bump_cls: Any) -> None:
 )
 def test_alloc_instance_aligned_in_arena(bump_cls: Any, ctype: Any) -> None:
     arena = bump_cls(256)
+    base = base_address(arena)
     arena.alloc_uninit_slice(Layout(1))
     value = arena.alloc(ctype)
     assert type(value) is ctype
-    assert ctypes.addressof(value) % ctypes.alignment(ctype) == 0
+    align = ctypes.alignment(ctype)
+    assert ctypes.addressof(value) % align == 0
     assert address(value) == ctypes.addressof(value)
-    base = address(value) - (arena.used - ctypes.sizeof(ctype))
-    assert 0 < address(value) - base < 256
-    assert arena.used == address(value) - base + ctypes.sizeof(ctype)
+    # The first aligned address after the 1-byte slice: no more padding than that.
+    expected = base + 1 + (-(base + 1) % align)
+    assert address(value) == expected
+    assert arena.used == expected - base + ctypes.sizeof(ctype)
 
 
 def test_alloc_lives_in_arena_memory(bump_cls: Any) -> None:
@@ -613,6 +616,174 @@ def test_pointer_types_allowed(bump_cls: Any) -> None:
     int_pointer = arena.alloc(ctypes.POINTER(ctypes.c_int64))
     int_pointer.contents = target
     assert int_pointer.contents.value == 77
+
+
+class Linked(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("n", ctypes.c_int32), ("next", ctypes.c_void_p)]
+
+
+class PackedPointer(ctypes.Structure):
+    """18 bytes aligned to 1: values at 18 offsets modulo its size, more than get windows."""
+
+    _pack_ = 1
+    _fields_ = [("tag", ctypes.c_char * 10), ("ptr", ctypes.c_void_p)]
+
+
+#: Pointer-holding types, each with a check that its pointer fields are NULL.
+#: c_char_p, c_wchar_p, c_void_p are made with ``from_buffer``; POINTER and
+#: structure types are served by windows (PackedPointer also by ``from_buffer``,
+#: once its offsets outnumber the windowed ones).
+POINTER_TYPES: list[tuple[Any, Callable[[Any], bool]]] = [
+    (ctypes.c_char_p, lambda v: v.value is None),
+    (ctypes.c_wchar_p, lambda v: v.value is None),
+    (ctypes.c_void_p, lambda v: v.value is None),
+    (ctypes.POINTER(ctypes.c_int64), lambda v: not v),
+    (ctypes.POINTER(Point), lambda v: not v),
+    (Linked, lambda v: v.name is None and v.next is None),
+    (PackedPointer, lambda v: v.ptr is None),
+]
+POINTER_IDS = [ctype.__name__ for ctype, _ in POINTER_TYPES]
+
+
+def dirty_reset(arena: Any) -> None:
+    """Fill the whole arena with non-zero bytes through a view, then reset it."""
+    arena.reset()
+    view = arena.alloc_uninit_slice(Layout(arena.capacity))
+    view[:] = b"\xa5" * arena.capacity
+    del view
+    arena.reset()
+
+
+@pytest.mark.parametrize(("ctype", "is_null"), POINTER_TYPES, ids=POINTER_IDS)
+def test_pointer_values_never_stale(bump_cls: Any, ctype: Any, is_null: Any) -> None:
+    """After a reset of memory full of garbage, every pointer value comes back NULL.
+
+    Runs every path of ``alloc``: one value at a time at every offset (a slice in
+    between closes the window; past the windowed offsets ``from_buffer``), and
+    growing windows of many values in a row.
+    """
+    size = ctypes.sizeof(ctype)
+    arena = bump_cls(4096)
+    dirty_reset(arena)
+    values = []
+    for _ in range(2 * size):  # every offset modulo size, for alignment 1
+        arena.alloc_uninit_slice(Layout(1))
+        values.append(arena.alloc(ctype))
+    while True:  # windows, doubling until the arena is full
+        value = arena.alloc(ctype)
+        if value is None:
+            break
+        values.append(value)
+    assert len(values) > 4096 // size // 2
+    for value in values:
+        assert type(value) is ctype
+        # The bytes first: reading a stale c_char_p would crash the test run.
+        # (Not in the assert: its message would show the value, reading the pointer.)
+        raw = ctypes.string_at(ctypes.addressof(value), size)
+        assert raw == bytes(size), "a pointer value came with stale bytes"
+        assert is_null(value)
+
+
+@pytest.mark.parametrize(("ctype", "is_null"), POINTER_TYPES, ids=POINTER_IDS)
+def test_pointer_arrays_never_stale(bump_cls: Any, ctype: Any, is_null: Any) -> None:
+    """``alloc_array`` of a pointer-holding type clears the whole array, at any offset."""
+    size = ctypes.sizeof(ctype)
+    arena = bump_cls(4096)
+    dirty_reset(arena)
+    arrays = []
+    for n in (1, 3, 16):
+        arena.alloc_uninit_slice(Layout(1))
+        arrays.append(arena.alloc_array(ctype, n))
+    arrays.append(arena.alloc_array(ctype, (arena.capacity - arena.used) // size - 1))
+    for array in arrays:
+        assert array is not None
+        # The bytes first: reading a stale c_char_p would crash the test run.
+        assert bytes(memoryview(array).cast("B")) == bytes(ctypes.sizeof(array)), "stale bytes"
+        items = [ctype.from_buffer(array, k * size) for k in range(len(array))]
+        assert all(is_null(item) for item in items)
+        del items
+    del array
+    # A bigger array of a struct type holding pointers, after another dirty reset.
+    arrays.clear()
+    dirty_reset(arena)
+    nested = arena.alloc_array(ctype * 4, 8)
+    assert bytes(memoryview(nested).cast("B")) == bytes(ctypes.sizeof(nested))
+
+
+def test_pointer_values_after_growth_are_null() -> None:
+    """A lazy arena's windows, values and arrays across newly committed memory: NULL too."""
+    arena = linalloc.BumpArenaLazy(1 << 20)
+    span = 3 * arena.commit_step
+    for ctype, n in ((Linked, 1), (ctypes.c_char_p, 1), (ctypes.c_void_p, 100)):
+        arena.reset()
+        view = arena.alloc_uninit_slice(Layout(span))
+        view[:] = b"\x5a" * span
+        del view
+        arena.reset()
+        size = ctypes.sizeof(ctype) * n
+        values = [
+            arena.alloc(ctype) if n == 1 else arena.alloc_array(ctype, n)
+            for _ in range(span // size + 10)
+        ]
+        assert arena.used > span
+        # The bytes first: reading a stale c_char_p would crash the test run.
+        assert all(v is not None and bytes(v) == bytes(size) for v in values), ctype
+        del values
+
+
+#: Requests of alloc_array that cannot fit in a 4096-byte arena: None, not an exception.
+TOO_BIG_ARRAYS: list[tuple[Any, int]] = [
+    (ctypes.c_uint8, 4097),
+    (ctypes.c_int64, 513),
+    (ctypes.c_int64, sys.maxsize // 8),
+    (ctypes.c_int64, sys.maxsize // 8 + 1),
+    (ctypes.c_int64, sys.maxsize),
+    (Point, sys.maxsize // 16),
+    (Point, sys.maxsize),
+    (ctypes.c_char, sys.maxsize),
+    (ctypes.c_char, sys.maxsize + 1),
+    (ctypes.c_char, 1 << 100),
+    (ctypes.c_int64 * 0, 1 << 100),
+    (ctypes.c_int64 * 1000, 1 << 60),
+]
+
+
+@pytest.mark.parametrize(("ctype", "n"), TOO_BIG_ARRAYS, ids=lambda x: getattr(x, "__name__", x))
+def test_alloc_array_too_big_is_none(bump_cls: Any, ctype: Any, n: int) -> None:
+    arena = bump_cls(4096)
+    views = filled(arena, [(3, 1), (8, 8)])
+    used = arena.used
+    assert arena.alloc_array(ctype, n) is None
+    assert_unchanged(arena, used, views)
+    assert arena.alloc_array(ctypes.c_int64, (4096 - used) // 8) is not None  # still works
+
+
+def test_lazy_growth_keeps_the_one_old_view_counted() -> None:
+    """A single view of the memory before a lazy arena grew still refuses reset and close."""
+    for make_view in (
+        lambda a: a.alloc(ctypes.c_int64),
+        lambda a: a.alloc(Linked),
+        lambda a: a.alloc_uninit_slice(Layout(8)),
+        lambda a: a.alloc_array(ctypes.c_int32, 2),
+    ):
+        arena = linalloc.BumpArenaLazy(1 << 24)
+        view = make_view(arena)
+        assert arena.live_views() == 1
+        committed = arena.committed
+        # Grow past the committed memory: the arena moves to a new root.
+        assert arena.alloc_uninit_slice(Layout(2 * arena.commit_step)) is not None
+        assert arena.committed > committed
+        gc.collect()
+        assert arena.live_views() == 1
+        with pytest.raises(BufferError, match="1 view"):
+            arena.reset()
+        with pytest.raises(BufferError, match="1 view"):
+            arena.close()
+        assert not arena.closed
+        del view
+        assert arena.live_views() == 0
+        arena.reset()
+        arena.close()
 
 
 @pytest.mark.parametrize(

@@ -774,9 +774,20 @@ class TypedMachine(ArenaMachine):
                 self.arena.alloc_raw(bad)
             return
         args = bad if isinstance(bad, tuple) else (bad,)
+        # The arena raises what the constructor raises (of these three kinds).
+        expected: type[Exception] | None = None
+        try:
+            self.ctype(*args)
+        except (TypeError, ValueError, OverflowError) as exc:
+            expected = next(k for k in (OverflowError, TypeError, ValueError) if isinstance(exc, k))
+        if expected is not None and not self.full():
+            with pytest.raises(expected):
+                self.arena.alloc(*args)
+            return
         try:
             result = self.arena.alloc(*args)
-        except (TypeError, ValueError, OverflowError):
+        except (TypeError, ValueError, OverflowError) as exc:
+            assert expected is not None and isinstance(exc, expected), exc
             return
         # ctypes takes (1, 2) for a c_int64 as an int and a number for a Point's
         # first field; only a full arena may answer None instead of raising.
