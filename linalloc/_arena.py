@@ -19,9 +19,10 @@
 from __future__ import annotations
 
 from _thread import _local, get_ident
+from _weakref import ref
 
 from ._store import EagerStore
-from ._views import Ledger, Part, collect_and_count
+from ._views import Ledger, Part, Region, collect_and_count, reusable
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
@@ -45,8 +46,24 @@ def raise_closed(*args: object) -> NoReturn:
 
 def raise_busy(*args: object) -> NoReturn:
     raise RuntimeError(
-        "a drop callback cannot allocate from, rewind, reset or close the arena it is dropping from"
+        "the arena is busy: a drop callback cannot allocate from, rewind, reset or close "
+        "the arena it is dropping from, nor can code that runs in the middle of one of its "
+        "calls (a finalizer, a signal handler)"
     )
+
+
+class Busy:
+    """What an arena is doing while it must not be re-entered.
+
+    The running call keeps it in a local variable and the arena refers to it
+    weakly: an exception or a signal that skips the call's ``finally`` leaves
+    nothing stuck once the call's frame is gone.
+    """
+
+    __slots__ = ("kind", "__weakref__")
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
 
 
 def _views_text(count: int) -> str:
@@ -71,13 +88,13 @@ class Checkpoint:
     _token: object
     _serial: int
     _position: int
-    _region: int
+    _region: ref[Region]
 
-    def __init__(self, token: object, serial: int, position: int, region: int) -> None:
+    def __init__(self, token: object, serial: int, position: int, region: Region) -> None:
         object.__setattr__(self, "_token", token)
         object.__setattr__(self, "_serial", serial)
         object.__setattr__(self, "_position", position)
-        object.__setattr__(self, "_region", region)
+        object.__setattr__(self, "_region", ref(region))  # weak: no memory is held
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Checkpoint is immutable")
@@ -121,7 +138,7 @@ class Scope:
     ) -> None:
         arena = self._arena
         cp = self._checkpoint
-        if cp is None or arena._closed or cp not in arena._checkpoints:
+        if cp is None or arena._closed or arena._region_of(cp) < 0:
             return  # closed, reset or rewound past inside the block: nothing left to free
         try:
             arena.rewind(cp)
@@ -146,11 +163,9 @@ class ArenaBase:
     _owner: int | None
     _tdict: dict[str, Any] | None
     _closed: bool
-    _busy: bool
     _store: Any
     _ledger: Ledger
     _part: Part
-    _checkpoints: list[Checkpoint]
 
     def _init_guard(self, check_thread: bool) -> None:
         if not isinstance(check_thread, bool):
@@ -158,8 +173,7 @@ class ArenaBase:
         self._owner = get_ident() if check_thread else None
         self._tdict = _THREAD.__dict__ if check_thread else None
         self._closed = False
-        self._busy = False
-        self._checkpoints = []
+        self._busy: ref[Busy] | None = None
         self._serial = 0
         self._token = object()
 
@@ -183,6 +197,27 @@ class ArenaBase:
     def _close_window(self) -> None:
         """Give back the values made ahead; raises ``ValueError`` if closed."""
 
+    def _halt(self) -> None:
+        """Send every allocation, hot paths included, to a path that checks ``_busy``."""
+
+    def _begin(self, kind: str, nested: bool = False) -> Busy:
+        """Mark the arena busy (``"change"``, or ``"drop"`` while drop callbacks run).
+
+        Keep the token in a local variable for as long as the call runs, and
+        set ``_busy`` back in a ``finally``. Raises if already busy, unless
+        ``nested``.
+        """
+        if not nested and self._busy_kind() is not None:
+            raise_busy()
+        token = Busy(kind)
+        self._busy = ref(token)
+        return token
+
+    def _busy_kind(self) -> str | None:
+        busy = self._busy
+        token = busy() if busy is not None else None
+        return token.kind if token is not None else None
+
     def _ahead(self) -> int:
         return 0
 
@@ -198,6 +233,10 @@ class ArenaBase:
     def _memory_range(self) -> tuple[int, int]:
         address = int(self._store.address)
         return address, address + int(self._store.capacity)
+
+    def _address_of(self, position: int) -> int:
+        """Where the memory of ``position`` begins."""
+        raise NotImplementedError
 
     # -- counting views ---------------------------------------------------------
 
@@ -227,7 +266,9 @@ class ArenaBase:
     def _refuse_if_viewed(self, action: str, since: int = 0) -> None:
         """``BufferError`` if a view of the memory of ``regions[since:]`` is alive."""
         if self._views(since) > 0:
-            self._ledger.prune_keepalives(*self._memory_range())
+            lo, hi = self._memory_range()
+            cut = self._address_of(self._ledger.regions[since].start)
+            self._ledger.prune_keepalives(lo, hi, since, cut)
             live = collect_and_count(lambda: self._views(since))
             if live > 0:
                 what = "this arena" if since == 0 else "memory allocated after the checkpoint"
@@ -274,8 +315,9 @@ class ArenaBase:
             ledger.open_region(position, part)  # registered before anything comes from it
             self._switch_part(part)
         self._serial += 1
-        cp = Checkpoint(self._token, self._serial, position, len(ledger.regions) - 1)
-        self._checkpoints.append(cp)
+        region = ledger.regions[-1]
+        cp = Checkpoint(self._token, self._serial, position, region)
+        region.marks = (*region.marks, self._serial)
         return cp
 
     def rewind(self, checkpoint: Checkpoint) -> None:
@@ -305,11 +347,10 @@ class ArenaBase:
         (1, 1)
         """
         self._enter_mut()
-        at = self._find(checkpoint)
+        index = self._find(checkpoint)
         error = self._rewind_to(
-            checkpoint._region, checkpoint._position, "rewind to this checkpoint"
+            index, checkpoint._position, "rewind to this checkpoint", checkpoint._serial
         )
-        del self._checkpoints[at + 1 :]
         if error is not None:
             raise error
 
@@ -335,46 +376,69 @@ class ArenaBase:
         self._enter()
         return Scope(self)
 
+    def _region_of(self, checkpoint: Checkpoint) -> int:
+        """The index of a valid checkpoint's region among the ledger's; else -1."""
+        region = checkpoint._region()
+        index = self._ledger.index(region)
+        if region is None or index < 0 or checkpoint._serial not in region.marks:
+            return -1
+        return index
+
     def _find(self, checkpoint: object) -> int:
-        """The index of a valid checkpoint of this arena in the stack; else an error."""
+        """The index of a valid checkpoint's region; else ``TypeError``/``ValueError``."""
         if type(checkpoint) is not Checkpoint:
             raise TypeError(f"expected a Checkpoint, not {type(checkpoint).__name__}")
         if checkpoint._token is not self._token:
             raise ValueError("the checkpoint belongs to another arena")
-        stack = self._checkpoints
-        for at in range(len(stack) - 1, -1, -1):
-            if stack[at] is checkpoint:
-                return at
-        raise ValueError(
-            "the checkpoint is no longer valid: the arena was reset, or rewound to an "
-            "earlier checkpoint, since it was taken"
-        )
+        index = self._region_of(checkpoint)
+        if index < 0:
+            raise ValueError(
+                "the checkpoint is no longer valid: the arena was reset, or rewound to an "
+                "earlier checkpoint, since it was taken"
+            )
+        return index
 
-    def _rewind_to(self, region: int, position: int, action: str) -> BaseException | None:
+    def _rewind_to(
+        self, region: int, position: int, action: str, serial: int | None
+    ) -> BaseException | None:
         """Free the memory of ``regions[region:]`` and go back to ``position``.
 
-        Returns the first error a drop callback raised, for the caller to
-        raise once its own bookkeeping is done. If a view of the freed memory
-        is alive after the drops (a callback kept a value, or the traceback of
-        its error holds one), that memory is *held*: allocation raises
-        ``BufferError`` until the view is gone, so nothing is ever handed out
-        twice.
+        ``serial``: the checkpoint rewound to (it and those before it stay
+        valid); None for a reset (every checkpoint becomes invalid). Returns
+        the first error a drop callback raised, for the caller to raise. If a
+        view of the freed memory is alive after the drops (a callback kept a
+        value, or the traceback of its error holds one), that memory is
+        *held*: allocation raises ``BufferError`` until the view is gone, so
+        nothing is ever handed out twice. No call may re-enter the arena
+        meanwhile (a finalizer run by the collector, a signal handler).
         """
         self._close_window()
-        self._refuse_if_viewed(action, region)
         ledger = self._ledger
         kept = True
+        token = self._begin("change")
+        self._halt()
         try:
-            error = self._drop_after(position)
-            kept = ledger.live(region, self._ahead()) > 0
+            self._refuse_if_viewed(action, region)
+            try:
+                error = self._drop_after(position)
+                kept = ledger.live(region, self._ahead()) > 0
+            finally:
+                if kept:  # (also when a KeyboardInterrupt stopped the drops)
+                    fresh = self._make_part()
+                    ledger.hold_after(region, fresh, serial)
+                    self._switch_part(fresh)
+            if not kept:
+                part = self._part
+                if not reusable(part, *self._memory_range()):
+                    part = self._make_part()
+                    ledger.free_after(region, part, serial)
+                    self._switch_part(part)
+                else:
+                    ledger.free_after(region, part, serial)
+            self._set_position(position)
         finally:
-            if kept:  # (also when a KeyboardInterrupt stopped the drops)
-                fresh = self._make_part()
-                ledger.hold_after(region, fresh)
-                self._switch_part(fresh)
-        if not kept:
-            ledger.free_after(region, self._part)
-        self._set_position(position)
+            self._busy = None
+            del token
         return error
 
     def _wrong_thread(self) -> NoReturn:
@@ -392,10 +456,20 @@ class ArenaBase:
         if tdict is not None and tdict is not _THREAD.__dict__:
             self._wrong_thread()
 
+    def _enter_view(self) -> None:
+        """Checks for a call that makes views: also not while the arena is changing.
+
+        (Drop callbacks may read the arena; code run by a finalizer in the
+        middle of a rewind may not: what it made could be forgotten.)
+        """
+        self._enter()
+        if self._busy is not None and self._busy_kind() == "change":
+            raise_busy()
+
     def _enter_mut(self) -> None:
         """Checks for a call that changes the arena: also not inside a drop callback."""
         self._enter()
-        if self._busy:
+        if self._busy is not None and self._busy_kind() is not None:
             raise_busy()
 
     # -- closing -----------------------------------------------------------
@@ -447,7 +521,6 @@ class ArenaBase:
         self._closed = True
         self._release()
         self._ledger.release()
-        self._checkpoints.clear()
         if error is not None:
             raise error
 

@@ -22,7 +22,7 @@ import ctypes
 import sys
 
 from ._address import address
-from ._arena import _THREAD, ArenaBase, _closed_error
+from ._arena import _THREAD, ArenaBase, Busy, _closed_error, raise_busy
 from ._layout import Layout, check_count, ctype_info
 from ._lazy import LazyArenaMixin
 from ._store import array_type as array_type_of
@@ -41,6 +41,10 @@ if TYPE_CHECKING:
 #: ``from_buffer``: still counted, on the root (see ``_views``).
 _WINDOW = 256
 _MAX_ROWS = 256
+#: Stands for the window while the hot paths must not run: it is never
+#: empty, so every allocation calls ``_close_window()``, which checks.
+_HALT: list[Any] = [None]
+
 # id(ctypes type) -> (the type, whether a slice of an array of it is a list of
 # exact instances). Keyed by identity: a metaclass may make types compare equal.
 _windowed: dict[int, tuple[type[Any], bool]] = {}
@@ -50,7 +54,12 @@ def _can_window(ctype: Any) -> bool:
     found = _windowed.get(id(ctype))
     if found is None or found[0] is not ctype:
         items: Any = array_type_of(ctype, 1)()[0:1]
-        found = (ctype, isinstance(items, list) and type(items[0]) is ctype)
+        # (not for a type with a finalizer: it could keep a value made ahead
+        # for a window and never handed out)
+        found = (
+            ctype,
+            isinstance(items, list) and type(items[0]) is ctype and not hasattr(ctype, "__del__"),
+        )
         if len(_windowed) >= 4096:
             _windowed.clear()
         _windowed[id(ctype)] = found
@@ -130,13 +139,32 @@ class BumpArena(ArenaBase):
         return start
 
     def _grown(self) -> None:
-        """After a commit: raise the limit; a lazy arena moves to a root over all of it."""
+        """After a commit: a lazy arena moves to a root over all of it; raise the limit.
+
+        The limit last: until it is raised, allocations past the old one come
+        back here (and an interrupted call is finished by the next).
+        """
         store = self._store
-        self._limit = min(store.committed, self._capacity)
         if store.extent > len(self._part.root):
             part = self._make_part()
             self._ledger.add_part(part)  # the older parts stay counted while viewed
             self._part = part
+        self._limit = min(store.committed, self._capacity)
+
+    def _enter_slow(self) -> Busy:
+        """Begin a slow path: no call may re-enter until it ends (``_busy``).
+
+        A finalizer run by the collector, or a signal handler, could otherwise
+        allocate between two of its lines. Keep the token until the end.
+        """
+        self._close_window()
+        token = self._begin("change")
+        self._halt()
+        return token
+
+    def _halt(self) -> None:
+        self._wtype = None
+        self._pending = _HALT
 
     def _close_window(self) -> None:
         """Give back the window's slots not handed out: ``_used`` is exact again.
@@ -147,7 +175,12 @@ class BumpArena(ArenaBase):
         if self._closed:
             raise _closed_error()
         pending = self._pending
-        if pending:
+        if pending is _HALT:
+            if self._busy_kind() is not None:
+                raise_busy()
+            self._pending = pending = []  # (an interrupted call left the hot paths halted)
+            self._pop = pending.pop
+        elif pending:
             n = len(pending)
             pending.clear()  # (until the next line, ``used`` is over: safe)
             self._used -= n * self._wsize
@@ -155,14 +188,18 @@ class BumpArena(ArenaBase):
 
     def _exact_used(self) -> int:
         """``used`` without the window's slots not handed out yet."""
-        return self._used - len(self._pending) * self._wsize
+        return self._used - self._ahead() * self._wsize
 
     def _ahead(self) -> int:
         # Values made for the window but not handed out refer to a tracked array.
-        return len(self._pending)
+        pending = self._pending
+        return 0 if pending is _HALT else len(pending)
 
     def _position(self) -> int:
         return self._used
+
+    def _address_of(self, position: int) -> int:
+        return self._base + position
 
     def _set_position(self, position: int) -> None:
         self._used = position
@@ -211,10 +248,15 @@ class BumpArena(ArenaBase):
         """``alloc_uninit_slice`` of zero bytes, or past the committed memory."""
         if end == start:
             return memoryview(self._part.root).cast("B")[start:start]
-        if end > self._capacity or not self._store.ensure(end):
-            return None
-        self._grown()
-        self._used = end
+        token = self._enter_slow()
+        try:
+            if start < self._used or end > self._capacity or not self._store.ensure(end):
+                return None  # (start < used: a call came in between and took that memory)
+            self._grown()
+            self._used = end
+        finally:
+            self._busy = None
+            del token
         return memoryview(self._part.root).cast("B")[start:end]
 
     def alloc(self, ctype: type[C]) -> C | None:
@@ -249,32 +291,38 @@ class BumpArena(ArenaBase):
 
     def _alloc_slow(self, ctype: Any) -> Any:
         """``alloc()`` outside a window: open one if the type allows, else ``from_buffer``."""
-        self._close_window()
         size, align, zeroed = ctype_info(ctype)
-        start = self._bump(size, align)
-        if start is None:
-            return None
-        row = self._row(ctype, size, start % size) if size and _can_window(ctype) else None
-        if row is None:
+        wtype = self._wtype
+        token = self._enter_slow()
+        try:
+            start = self._bump(size, align)
+            if start is None:
+                return None
+            row = self._row(ctype, size, start % size) if size and _can_window(ctype) else None
+            if row is None:
+                if zeroed:
+                    ctypes.memset(self._base + start, 0, size)
+                return ctype.from_buffer(self._part.root, start)
+            # A window of n values from ``start``, in committed memory.
+            n = min(max(1, 2 * self._wn) if ctype is wtype else 1, _WINDOW)
+            n = min(n, (self._limit - start) // size)
             if zeroed:
-                ctypes.memset(self._base + start, 0, size)
-            return ctype.from_buffer(self._part.root, start)
-        # A window of n values from ``start``, in committed memory.
-        n = min(max(1, 2 * self._wn) if ctype is self._wtype else 1, _WINDOW)
-        n = min(n, (self._limit - start) // size)
-        if zeroed:
-            ctypes.memset(self._base + start, 0, n * size)
-        k = start // size
-        batch = row[k : k + n]
-        del row
-        batch.reverse()
-        self._wtype = ctype
-        self._wsize = size
-        self._wn = n
-        self._used = start + n * size  # over until the window is in place: safe
-        self._pending = batch
-        self._pop = batch.pop
-        return batch.pop()
+                ctypes.memset(self._base + start, 0, n * size)
+            k = start // size
+            batch = row[k : k + n]
+            del row
+            batch.reverse()
+            value = batch.pop()  # ours before the rest is published (and open to others)
+            self._wsize = size
+            self._wn = n
+            self._used = start + n * size  # over until the window is in place: safe
+            self._pending = batch
+            self._pop = batch.pop
+            self._wtype = ctype
+            return value
+        finally:
+            self._busy = None
+            del token
 
     def _row(self, ctype: Any, size: int, r: int) -> Any:
         """The array of the part whose element k lies at offset ``r + k * size``, or None.
@@ -367,16 +415,20 @@ class BumpArena(ArenaBase):
                 f"grow() cannot shrink a view ({view.nbytes} to {new_size} bytes); "
                 "rewind to a checkpoint instead"
             )
-        self._close_window()
         start = address(view) - self._base
-        if start < 0 or start + view.nbytes != self._used:
-            return None  # not this arena's most recent allocation
         end = start + new_size
-        if end > self._limit:
-            if end > self._capacity or not self._store.ensure(end):
-                return None
-            self._grown()
-        self._used = end
+        token = self._enter_slow()
+        try:
+            if start < 0 or start + view.nbytes != self._used:
+                return None  # not this arena's most recent allocation
+            if end > self._limit:
+                if end > self._capacity or not self._store.ensure(end):
+                    return None
+                self._grown()
+            self._used = end
+        finally:
+            self._busy = None
+            del token
         return memoryview(self._part.root).cast("B")[start:end]
 
     def alloc_array(self, ctype: type[C], n: int) -> Any | None:
@@ -399,11 +451,16 @@ class BumpArena(ArenaBase):
         if size * n > self._capacity or n > sys.maxsize:
             return None  # cannot fit; also keeps ctypes from building a huge type
         array_type = exact_array_type(ctype, n)
-        start = self._bump(size * n, align)
-        if start is None:
-            return None
-        if zeroed:
-            ctypes.memset(self._base + start, 0, size * n)
+        token = self._enter_slow()
+        try:
+            start = self._bump(size * n, align)
+            if start is None:
+                return None
+            if zeroed:
+                ctypes.memset(self._base + start, 0, size * n)
+        finally:
+            self._busy = None
+            del token
         return array_type.from_buffer(self._part.root, start)
 
     # -- state -------------------------------------------------------------
@@ -454,8 +511,7 @@ class BumpArena(ArenaBase):
         True
         """
         self._enter_mut()
-        self._rewind_to(0, 0, "reset")
-        self._checkpoints.clear()
+        self._rewind_to(0, 0, "reset", None)
 
     def _used_bytes(self) -> int:
         self._close_window()
@@ -465,8 +521,9 @@ class BumpArena(ArenaBase):
         self._limit = min(self._store.committed, self._capacity)
 
     def _release(self) -> None:
-        self._pending.clear()
-        self._pending = [None]  # never empty: every allocation calls _close_window()
+        if self._pending is not _HALT:
+            self._pending.clear()
+        self._pending = _HALT  # every allocation calls _close_window(), which raises
         self._wtype = None
         self._part = Part(None)
         self._store = None

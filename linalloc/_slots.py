@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-_slot_types: dict[type[Any], type[Any]] = {}
+# id(ctype) -> (ctype, its slot type). By identity: a metaclass may make types equal.
+_slot_types: dict[int, tuple[type[Any], type[Any]]] = {}
 
 
 def _simple_repr(self: Any) -> str:
@@ -53,15 +54,19 @@ def slot_type(ctype: type[Any]) -> type[Any]:
     """
     if not issubclass(ctype, ctypes._SimpleCData) or ctype.__mro__[1] is not ctypes._SimpleCData:
         return ctype  # Structures, arrays, pointers: indexing already gives instances
-    found = _slot_types.get(ctype)
-    if found is None:
-        found = type(
+    entry = _slot_types.get(id(ctype))
+    if entry is None or entry[0] is not ctype:
+        made = type(
             ctype.__name__,
             (ctype,),
             {"__repr__": _simple_repr, "__reduce__": _simple_reduce, "__slots__": ()},
         )
-        _slot_types[ctype] = found
-    return found
+        entry = _slot_types[id(ctype)] = (ctype, made)
+    return entry[1]
+
+
+#: A window's source once it has nothing left to hand out.
+NOTHING: tuple[()] = ()
 
 
 class Window:
@@ -91,35 +96,40 @@ class Cursor:
     def __init__(self, hi: int) -> None:
         self.hi = hi
         self.dirty = 0
-        self.win = Window(0, [])
+        self.win = Window(0, NOTHING)
 
     def count(self) -> int:
         win = self.win
         return win.end - length_hint(win.source)
 
 
-def drop_all(drop: Callable[[Any], object], array: Any, n: int, lo: int) -> BaseException | None:
-    """Call ``drop`` on ``array[n-1] ... array[lo]``; return the first exception.
+def drop_values(
+    drop: Callable[[Any], object], array: Any, cursor: Cursor, lo: int
+) -> BaseException | None:
+    """Drop the live values down to slot ``lo``, newest first; return the first error.
 
-    Every value is dropped even when a callback raises. A ``BaseException``
-    that is not an ``Exception`` (KeyboardInterrupt) stops at once; the values
-    not yet dropped, ``[lo, k)``, are told by its ``.linalloc_remaining = k``.
-    The first exception's traceback starts at the callback's frame.
+    Before each call the count goes down past the value (one store of
+    ``cursor.win``): an exception or a signal landing anywhere leaves every
+    value either dropped and not counted, or counted and not dropped, so no
+    value is ever dropped twice. Every value is dropped even when a callback
+    raises an ``Exception``; any other ``BaseException`` (KeyboardInterrupt)
+    stops the drops at once. The first error's traceback starts at the
+    callback's frame.
     """
     first: BaseException | None = None
     try:
-        for k in range(n - 1, lo - 1, -1):
+        for k in range(cursor.count() - 1, lo - 1, -1):
+            value = array[k]
+            cursor.win = Window(k, NOTHING)
             try:
-                drop(array[k])
+                drop(value)
             except Exception as exc:
                 if first is None:
                     first = exc
                     tb = exc.__traceback__
                     exc.__traceback__ = tb.tb_next if tb is not None else None
                     del tb
-            except BaseException as exc:
-                exc.linalloc_remaining = k  # type: ignore[attr-defined]
-                raise
+            del value
     finally:
         # A callback's frame kept by a traceback refers to this one (f_back):
         # it must not keep the slot array.
@@ -164,14 +174,23 @@ class Dropper:
         if drop is None or sys.is_finalizing():
             return
         try:
-            n = self.cursor.count()
+            cursor = self.cursor
+            n = cursor.count()
+            cursor.dirty = max(cursor.dirty, n)
+            # The arena's value iterator shares the window's range iterator:
+            # exhaust it, so that an arena brought back to life (the callback
+            # kept its owner) hands out nothing from the old window.
+            source = cursor.win.source
+            cursor.win = Window(n, NOTHING)
+            for _ in source:
+                pass
             if n:
                 # A root made here does not refer to this object: a value the
                 # callback keeps keeps the memory, not a second drop.
                 root = self.store.root
                 array = array_type(slot_type(self.ctype), n).from_buffer(root, self.offset)
                 del root
-                error = drop_all(drop, array, n, 0)
+                error = drop_values(drop, array, cursor, 0)
                 del array
                 if error is not None:
                     raise error

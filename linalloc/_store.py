@@ -100,8 +100,15 @@ def array_type(ctype: Any, n: int) -> Any:
 
 def exact_array_type(ctype: Any, n: int) -> Any:
     """``ctype * n``, unless ctypes' cache gives a stale type of the wrong size."""
-    found: Any = ctype * n
-    if ctypes.sizeof(found) != ctypes.sizeof(ctype) * n:
+    found: Any = ctype * n  # (a metaclass may answer anything: check what came back)
+    exact = (
+        isinstance(found, type)
+        and issubclass(found, ctypes.Array)
+        and getattr(found, "_type_", None) is ctype
+        and getattr(found, "_length_", None) == n
+    )
+    exact = exact and ctypes.sizeof(found) == ctypes.sizeof(ctype) * n
+    if not exact:
         found = array_type(ctype, n)
     return found
 
@@ -216,8 +223,8 @@ class LazyStore:
             ctypes.memset(
                 self.address + self.committed, 0, min(reservation.extent, target) - self.committed
             )
+        reservation.extent = max(reservation.extent, target)  # (first: roots may span it)
         self.committed = target
-        reservation.extent = max(reservation.extent, target)
         return True
 
     def trim(self, keep: int) -> int:

@@ -24,10 +24,10 @@ from _functools import partial  # type: ignore[import-not-found]
 from _operator import getitem
 from itertools import chain, islice, repeat
 
-from ._arena import _THREAD, ArenaBase, _closed_error, raise_busy, raise_closed
+from ._arena import _THREAD, ArenaBase, _closed_error, raise_closed
 from ._layout import check_count, check_storable, ctype_info
 from ._lazy import LazyArenaMixin
-from ._slots import Cursor, Dropper, Window, drop_all, slot_type
+from ._slots import NOTHING, Cursor, Dropper, Window, drop_values, slot_type
 from ._store import array_type as array_type_of
 from ._store import exact_array_type
 from ._values import convert, init_error
@@ -69,6 +69,19 @@ _SLOTS = "slots"
 #: Never holds anything: ``alloc()`` through this goes to the slow path.
 _EMPTY: list[Any] = []
 _EMPTY_POP = _EMPTY.pop
+
+
+def _skipping(
+    drop: Callable[[Any], object], dead: set[int], root: int, size: int
+) -> Callable[[Any], object]:
+    """``drop``, except for the values of the slots in ``dead``."""
+
+    def call(value: Any) -> object:
+        if (ctypes.addressof(value) - root) // size in dead:
+            return None
+        return drop(value)
+
+    return call
 
 
 class TypedArena(ArenaBase, _Generic[T]):
@@ -131,6 +144,11 @@ class TypedArena(ArenaBase, _Generic[T]):
             offset = (-self._store.address) % align
         self._offset: int = offset
         self._pointers = ctype_info(ctype)[2]
+        # Values are made ahead for a window, a slice at a time, unless a drop
+        # callback must see how many were handed out, or the type has a
+        # finalizer (it could keep a value that was never handed out).
+        self._batched = drop is None and not hasattr(ctype, "__del__")
+        self._dead: set[int] = set()  # slots a failed constructor could not give back
         # Slicing a c_char/c_wchar array gives bytes/str, not values.
         self._slices = isinstance((slot_type(ctype) * 0)()[0:0], list)
         self._cursor = Cursor(self._usable_slots() if size else 0)
@@ -182,14 +200,14 @@ class TypedArena(ArenaBase, _Generic[T]):
         cursor = self._cursor
         cursor.dirty = max(cursor.dirty, cursor.count())
         self._take = _EMPTY_POP  # first: the old window's values die with the old window
-        cursor.win = Window(k, [] if self._drop is None else iter(()))
+        cursor.win = Window(k, NOTHING)
 
     def _set_window(self, k: int, end: int) -> None:
         """Make slots ``[k, end)`` the window (they must be usable and zero)."""
         part = self._part
         arr = part.arrays[_SLOTS]
         cursor = self._cursor
-        if self._drop is None:
+        if self._batched:
             if self._slices:  # newest first, for list.pop
                 source = arr[end - 1 : k - 1 if k else None : -1]  # (-1 would mean the last)
             else:
@@ -216,7 +234,7 @@ class TypedArena(ArenaBase, _Generic[T]):
         win = cursor.win
         k = cursor.count()
         if k < win.end:  # published, not installed: an interrupted call
-            self._take = win.source.pop if self._drop is None else self._part.take.__next__
+            self._take = win.source.pop if self._batched else self._part.take.__next__
             return True
         if k >= cursor.hi and not self._extend():
             return False
@@ -257,11 +275,19 @@ class TypedArena(ArenaBase, _Generic[T]):
             raise _closed_error()
         self._restart(self._cursor.count())
 
+    def _halt(self) -> None:
+        self._take = _EMPTY_POP  # the slow path checks _busy
+
     def _position(self) -> int:
         return self._cursor.count()
 
+    def _address_of(self, position: int) -> int:
+        return self._root_address() + position * self._size
+
     def _set_position(self, position: int) -> None:
         self._restart(position)
+        if self._dead:
+            self._dead = {k for k in self._dead if k < position}
 
     def _slots_at(self, k: int) -> Any:
         """The slot array that values of slot ``k`` come from (its region's newest)."""
@@ -299,6 +325,10 @@ class TypedArena(ArenaBase, _Generic[T]):
         except (IndexError, StopIteration):  # the window is used up
             del take  # (it may hold the slot array, which opening a window can replace)
             return self._alloc_slow(args, kwargs)
+        except MemoryError:  # making the value: its index was taken all the same
+            del take
+            self._restart(self._cursor.count() - 1)
+            raise
         if args or kwargs:
             try:
                 if kwargs:
@@ -326,11 +356,12 @@ class TypedArena(ArenaBase, _Generic[T]):
         """
         self._enter_mut()
         committed = self._store.committed
-        self._busy = True  # no re-entry (a signal handler) while the window changes
+        token = self._begin("change")  # no re-entry (a finalizer) while the window changes
         try:
             opened = self._open_window()
         finally:
-            self._busy = False
+            self._busy = None
+            del token
         if not opened:
             if args or kwargs:
                 self._check_args(args, kwargs)
@@ -369,11 +400,18 @@ class TypedArena(ArenaBase, _Generic[T]):
     ) -> BaseException | None:
         """Undo an allocation whose constructor raised: clear the slot, hand it out again.
 
-        Returns the error to raise instead of the constructor's, if any.
+        If the constructor itself allocated from this arena, the slot is no
+        longer the newest and cannot be given back: it stays used, cleared,
+        and is never dropped. Returns the error to raise instead of the
+        constructor's, if any.
         """
         if self._size:
             ctypes.memset(ctypes.addressof(value), 0, self._size)
-            self._restart(self._cursor.count() - 1)
+            k = (ctypes.addressof(value) - self._root_address()) // self._size
+            if k == self._cursor.count() - 1:
+                self._restart(k)
+            else:
+                self._dead.add(k)
         return init_error(self._ctype, args, exc)
 
     def alloc_raw(self, value: Any) -> T | None:
@@ -402,18 +440,18 @@ class TypedArena(ArenaBase, _Generic[T]):
         if self._size == 0:
             convert(self._ctype, value)
             return self._take()  # type: ignore[no-any-return]
-        k = cursor.count()
         converted = convert(self._ctype, value)  # before committing more memory: rule 6
-        if k >= cursor.win.end:
-            self._busy = True
-            try:
-                opened = self._open_window()
-            finally:
-                self._busy = False
-            if not opened:
+        self._enter_mut()  # (the conversion ran the type's code: it may have closed the arena)
+        token = self._begin("change")
+        try:
+            k = cursor.count()
+            if k >= cursor.win.end and not self._open_window():
                 return None
-        self._part.arrays[_SLOTS][k] = converted
-        return self._take()  # type: ignore[no-any-return]
+            self._part.arrays[_SLOTS][k] = converted
+            return self._take()  # type: ignore[no-any-return]
+        finally:
+            self._busy = None
+            del token
 
     # -- bulk allocation ---------------------------------------------------
 
@@ -446,7 +484,7 @@ class TypedArena(ArenaBase, _Generic[T]):
         k = cursor.count()
         if n > self._capacity - k:
             return None
-        self._busy = True  # no re-entry (a signal handler) while the window changes
+        token = self._begin("change")  # no re-entry (a finalizer) while the window changes
         try:
             self._close_window()
             self._refuse_if_held()
@@ -464,10 +502,11 @@ class TypedArena(ArenaBase, _Generic[T]):
             array: Any = exact_array_type(self._ctype, n).from_buffer(
                 self._part.arrays[_SLOTS], k * self._size
             )
-            cursor.win = Window(k + n, [] if self._drop is None else iter(()))  # counted from here
+            cursor.win = Window(k + n, NOTHING)  # counted from here
             return array  # type: ignore[no-any-return]
         finally:
-            self._busy = False
+            self._busy = None
+            del token
 
     def alloc_extend(self, items: Iterable[Any]) -> Array[T] | None:
         """A ``ctype * k`` array holding a copy of each of the ``k`` items, in order.
@@ -591,7 +630,7 @@ class TypedArena(ArenaBase, _Generic[T]):
         >>> [v.value for v in arena]
         [7, 8, 9]
         """
-        self._enter()
+        self._enter_view()
         n = self._cursor.count()
         regions = self._ledger.regions
         if not self._size:
@@ -620,7 +659,7 @@ class TypedArena(ArenaBase, _Generic[T]):
         >>> list(arena.as_array())
         [3, 1, 2]
         """
-        self._enter()
+        self._enter_view()
         n = self._cursor.count()
         if not self._size:
             return exact_array_type(self._ctype, n).from_buffer(self._part.root, self._offset)
@@ -631,28 +670,27 @@ class TypedArena(ArenaBase, _Generic[T]):
     def _drop_after(self, position: int) -> BaseException | None:
         """Drop the values from slot ``position`` on, newest first; the first error.
 
-        A ``KeyboardInterrupt`` in a callback stops the drops; the values
-        dropped so far are gone (their slots cleared), the others stay live.
+        A ``KeyboardInterrupt`` in a callback stops the drops: the values
+        dropped so far are no longer counted, the others stay live.
         """
         drop = self._drop
-        n = self._cursor.count()
+        cursor = self._cursor
+        n = cursor.count()
         if drop is None or n <= position:
             return None
-        self._busy = True
-        self._take = raise_busy
+        self._restart(n)  # (the slots handed out are dirty from here on)
+        previous = self._busy
+        token = self._begin("drop", nested=True)
+        self._take = _EMPTY_POP  # (the slow path refuses while drop callbacks run)
         arr = self._part.arrays[_SLOTS]
+        if self._dead:  # slots never handed out are not dropped
+            drop = _skipping(drop, self._dead, self._root_address(), self._size)
         try:
-            return drop_all(drop, arr, n, position)
-        except BaseException as exc:
-            remaining = getattr(exc, "linalloc_remaining", n)
-            size = self._size
-            ctypes.memset(self._root_address() + remaining * size, 0, (n - remaining) * size)
-            self._restart(remaining)
-            raise
+            return drop_values(drop, arr, cursor, position)
         finally:
             del arr
-            self._busy = False
-            self._take = _EMPTY_POP
+            self._busy = previous
+            del token
 
     def _root_address(self) -> int:
         return int(self._store.address) + self._offset
@@ -684,8 +722,7 @@ class TypedArena(ArenaBase, _Generic[T]):
         drop 3
         """
         self._enter_mut()
-        error = self._rewind_to(0, 0, "reset")
-        self._checkpoints.clear()
+        error = self._rewind_to(0, 0, "reset", None)
         if error is not None:
             raise error
 

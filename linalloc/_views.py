@@ -64,7 +64,9 @@ drop-path iterator          the new ``map`` made first, then stored in
                             ``part.take`` (the old one freed in that store)
 part forgotten              only with no view left (lazy growth), or once a
                             rewind found none (``free_after``); still viewed
-                            after drop callbacks: kept, as held (``hold_after``)
+                            after drop callbacks: kept, as held (``hold_after``).
+                            A part no longer listed that something still holds
+                            keeps the store, so the memory, alive (rule 1)
 ==========================  ===================================================
 
 The reference counts are read while the collector may run: an unreachable
@@ -145,14 +147,21 @@ _SOURCE_KEY = _from_buffer_key()
 
 
 class Region:
-    """The memory from ``start`` (a position of the arena) to the next region's."""
+    """The memory from ``start`` (a position of the arena) to the next region's.
 
-    __slots__ = ("start", "parts")
+    ``marks``: the serial numbers of the valid checkpoints taken at ``start``.
+    A checkpoint refers to its region weakly; it is valid while its region is
+    one of the ledger's and its serial is marked there, so that validity
+    changes with the same stores as the regions themselves.
+    """
 
-    def __init__(self, start: int, part: Part) -> None:
+    __slots__ = ("start", "parts", "marks", "__weakref__")
+
+    def __init__(self, start: int, *parts: Part) -> None:
         self.start = start
         #: newest last; replaced as a whole (one store), never changed in place
-        self.parts: tuple[Part, ...] = (part,)
+        self.parts: tuple[Part, ...] = parts
+        self.marks: tuple[int, ...] = ()
 
 
 class Ledger:
@@ -190,6 +199,13 @@ class Ledger:
             self.held = ()
         return count
 
+    def index(self, region: Region | None) -> int:
+        """Where ``region`` is among the regions (by identity), or -1."""
+        for at, known in enumerate(self.regions):
+            if known is region:
+                return at
+        return -1
+
     # -- changes ----------------------------------------------------------------
 
     def open_region(self, start: int, part: Part) -> None:
@@ -202,24 +218,36 @@ class Ledger:
         kept = [old for old in region.parts if part_views(old) > 0]
         region.parts = (*kept, part)
 
-    def free_after(self, index: int, part: Part) -> None:
+    def free_after(self, index: int, part: Part, serial: int | None) -> None:
         """Free the regions from ``index`` on; ``part`` serves ``regions[index]`` anew.
 
-        Called once no view of them is left (else :meth:`hold_after`). The
-        keep-alive entries ctypes stored in their arrays go with them.
+        Called once no view of them is left (else :meth:`hold_after`); their
+        parts are dropped, and with their arrays the keep-alive entries ctypes
+        stored for the freed values (see :func:`reusable`). With a ``serial``,
+        ``regions[index]`` stays (with the checkpoints marked up to it);
+        without one (a reset) a new region takes its place and every
+        checkpoint becomes invalid.
         """
-        for region in self.regions[index:]:
-            for old in region.parts:
-                forget_keepalives(old)
-        start = self.regions[index].start
-        self.regions = (*self.regions[:index], Region(start, part))
+        regions = self.regions
+        if serial is None:
+            self.regions = (*regions[:index], Region(regions[index].start, part))
+            return
+        region = regions[index]
+        region.marks = tuple([mark for mark in region.marks if mark <= serial])
+        region.parts = (part,)  # (``part`` may also be the last region's until the next line)
+        self.regions = regions[: index + 1]
 
-    def hold_after(self, index: int, part: Part) -> None:
-        """Like :meth:`free_after`, but the freed regions are still viewed: hold them."""
-        freed = self.regions[index:]
-        start = freed[0].start
-        self.held = (*self.held, *freed)
-        self.regions = (*self.regions[:index], Region(start, part))
+    def hold_after(self, index: int, part: Part, serial: int | None) -> None:
+        """Like :meth:`free_after`, but the freed memory is still viewed: hold it."""
+        regions = self.regions
+        region = regions[index]
+        self.held = (*self.held, Region(region.start, *region.parts), *regions[index + 1 :])
+        if serial is None:
+            self.regions = (*regions[:index], Region(region.start, part))
+            return
+        region.marks = tuple([mark for mark in region.marks if mark <= serial])
+        region.parts = (part,)
+        self.regions = regions[: index + 1]
 
     def release(self) -> None:
         """Forget everything (the arena is closed)."""
@@ -228,35 +256,60 @@ class Ledger:
 
     # -- ctypes keep-alives -----------------------------------------------------
 
-    def prune_keepalives(self, lo: int, hi: int) -> None:
+    def prune_keepalives(self, lo: int, hi: int, since: int, cut: int) -> None:
         """Forget keep-alive entries of the arena's arrays that hold only its own memory.
 
         Storing a pointer in a value (``node.next = ctypes.pointer(other)``), or a
         struct copied out of another value, makes ctypes keep the source in the
         array's ``_objects``. A source inside the arena needs no keeping (its
         memory lives as long as the array), yet the entry would count as a
-        live view for ever. ``[lo, hi)``: the arena's memory.
+        live view for ever. ``[lo, hi)``: the arena's memory. Before a rewind
+        of ``regions[since:]``, the memory from ``cut`` on is about to be
+        freed: an entry of an earlier region that holds some of it is a
+        pointer from memory that stays into memory that goes, and is kept
+        (it stops the rewind until the field is cleared).
         """
-        parts = [part for region in (*self.regions, *self.held) for part in region.parts]
+        regions = (*self.regions, *self.held)
+        parts = [part for region in regions for part in region.parts]
         ours = {id(obj) for part in parts for obj in (part.root, *part.arrays.values())}
-        for part in parts:
-            for array in part.arrays.values():
-                objects = array._objects
-                if not objects:
-                    continue
-                for key, entry in list(objects.items()):
-                    if key != _SOURCE_KEY and _arena_only(entry, lo, hi, ours, {id(objects)}):
-                        del objects[key]
-        del parts
+        for at, region in enumerate(regions):
+            end = cut if at < since else hi
+            for part in region.parts:
+                for array in part.arrays.values():
+                    objects = array._objects
+                    if not objects:
+                        continue
+                    for key, entry in list(objects.items()):
+                        if key != _SOURCE_KEY and _arena_only(entry, lo, end, ours, {id(objects)}):
+                            del objects[key]
+        del parts, regions
 
 
-def forget_keepalives(part: Part) -> None:
-    """Drop what ctypes keeps alive for values of ``part`` (their memory is freed)."""
+def reusable(part: Part, lo: int, hi: int) -> bool:
+    """Whether ``part`` can serve again once the values made from it are freed.
+
+    Its arrays' keep-alive entries (all of freed values) must go. Entries that
+    hold only the arena's own memory (``[lo, hi)``) are deleted here. Any
+    other entry may be shared: ctypes puts an array's whole ``_objects`` dict
+    into the keep-alives of every struct copied out of it, and the copy needs
+    what it keeps. Such a dict is not changed; the part is not reusable, and
+    the arena makes a fresh one, so the old dict lives exactly as long as
+    something still holds it.
+    """
+    ours = {id(obj) for obj in (part.root, *part.arrays.values())}
+    clean = True
     for array in part.arrays.values():
         objects = array._objects
-        if objects:
-            for key in [key for key in objects if key != _SOURCE_KEY]:
+        if not objects:
+            continue
+        for key, entry in list(objects.items()):
+            if key == _SOURCE_KEY:
+                continue
+            if _arena_only(entry, lo, hi, ours, {id(objects)}):
                 del objects[key]
+            else:
+                clean = False
+    return clean
 
 
 def _arena_only(entry: Any, lo: int, hi: int, ours: set[int], seen: set[int]) -> bool:
@@ -269,6 +322,8 @@ def _arena_only(entry: Any, lo: int, hi: int, ours: set[int], seen: set[int]) ->
     seen.add(id(entry))
     if isinstance(entry, dict):
         return all(_arena_only(item, lo, hi, ours, seen) for item in entry.values())
+    if isinstance(entry, tuple):  # (a pointer field set from an array: its _objects, itself)
+        return all(_arena_only(item, lo, hi, ours, seen) for item in entry)
     if isinstance(entry, memoryview):
         return id(entry.obj) in ours
     if isinstance(entry, _CData):
