@@ -592,6 +592,43 @@ def test_targets_outside_arenas_are_released_by_reset(typed_cls: type, free: str
     arena.close()
 
 
+class Cell(ctypes.Structure):
+    _fields_ = [("base", Point), ("link", ctypes.POINTER(Point)), ("copy", Point)]
+
+
+def _cell(arena: Any) -> Any:
+    return arena.alloc() if isinstance(arena, TypedArena) else arena.alloc(Cell)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a by-value copy a.copy = b.base stores b's array's whole _objects dict in a's "
+    "array; once b.link = pointer(a.base) is in that dict, A's array keeps a alive through "
+    "it. B.close() (Ledger.release, _views.py) and collecting an abandoned B never clear "
+    "B's keep-alive entries (only free_after -> forget_keepalives does), and A's "
+    "prune_keepalives (_views.py, _arena_only) keeps the entry since the dict also holds a "
+    "memoryview of B's root: A refuses reset() and close() for ever",
+)
+@pytest.mark.parametrize("kind", ["bump", "typed"])
+@pytest.mark.parametrize("end_b", ["close", "abandon"])
+def test_cross_arena_keepalive_cycle_does_not_stick(kind: str, end_b: str) -> None:
+    make = (lambda: BumpArena(1 << 12)) if kind == "bump" else (lambda: TypedArena(Cell, 8))
+    a_arena, b_arena = make(), make()
+    a, b = _cell(a_arena), _cell(b_arena)
+    b.base.x = 2.5
+    a.copy = b.base  # a by-value copy out of B
+    b.link = ctypes.pointer(a.base)  # and B pointing into A
+    assert a.copy.x == 2.5
+    del a, b
+    if end_b == "close":
+        b_arena.close()
+    else:
+        del b_arena
+    gc.collect()
+    a_arena.reset()
+    a_arena.close()
+
+
 # -- #8: a drop callback that refers to the arena's owner ------------------------
 
 
