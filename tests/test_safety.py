@@ -555,7 +555,7 @@ class Holder(ctypes.Structure):
 def test_pointer_into_another_arena_is_released_by_reset(typed_cls: type, free: str) -> None:
     a_arena = typed_cls(Holder, 16)
     b_arena = typed_cls(Point, 16)
-    cp = a_arena.checkpoint()
+    cp = a_arena.checkpoint() if free == "rewind" else None
     held = a_arena.alloc()
     target = b_arena.alloc(4.0, 2.0)
     held.p = ctypes.pointer(target)
@@ -574,7 +574,7 @@ def test_pointer_into_another_arena_is_released_by_reset(typed_cls: type, free: 
 @pytest.mark.parametrize("free", ["reset", "rewind"])
 def test_targets_outside_arenas_are_released_by_reset(typed_cls: type, free: str) -> None:
     arena = typed_cls(Holder, 16)
-    cp = arena.checkpoint()
+    cp = arena.checkpoint() if free == "rewind" else None
     held = arena.alloc()
     target = Point(7.0, 0.0)
     probe = weakref.ref(target)
