@@ -146,6 +146,7 @@ class Scope:
             if exc is not None:
                 raise error from exc
             raise
+        arena._unmark(cp)  # the scope's own checkpoint ends with it
 
 
 class ArenaBase:
@@ -361,7 +362,8 @@ class ArenaBase:
         the exit raises ``BufferError`` (chained to the block's own exception,
         if any) and frees nothing; a later ``rewind`` or ``reset`` still can.
         If the block closed or reset the arena, or rewound past the scope's
-        checkpoint, the exit has nothing left to free and does nothing.
+        checkpoint, the exit has nothing left to free and does nothing. The
+        scope's checkpoint is valid until the scope ends.
 
         >>> from linalloc import BumpArena, Layout
         >>> arena = BumpArena(1024)
@@ -375,6 +377,12 @@ class ArenaBase:
         """
         self._enter()
         return Scope(self)
+
+    def _unmark(self, checkpoint: Checkpoint) -> None:
+        """Make ``checkpoint`` invalid (it names no memory from now on)."""
+        region = checkpoint._region()
+        if region is not None:
+            region.marks = tuple([m for m in region.marks if m != checkpoint._serial])
 
     def _region_of(self, checkpoint: Checkpoint) -> int:
         """The index of a valid checkpoint's region among the ledger's; else -1."""

@@ -415,7 +415,10 @@ class BumpArena(ArenaBase):
                 f"grow() cannot shrink a view ({view.nbytes} to {new_size} bytes); "
                 "rewind to a checkpoint instead"
             )
-        start = address(view) - self._base
+        try:
+            start = address(view) - self._base
+        except TypeError:
+            return None  # read-only or strided: not a view this arena handed out
         end = start + new_size
         token = self._enter_slow()
         try:

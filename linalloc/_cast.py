@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     P = TypeVar("P")
 
 _CArgObject = type(ctypes.byref(ctypes.c_int()))
+# simple types whose value is an address: cast() reinterprets the address they hold
+_POINTER_CODES = ("z", "Z", "P")
 
 
 def cast(obj: Any, typ: type[P]) -> P:
@@ -58,7 +60,13 @@ def cast(obj: Any, typ: type[P]) -> P:
             "cast() takes a ctypes object, a byref() of one or a memoryview, "
             f"not {type(obj).__name__} (ctypes.cast of an int keeps nothing alive anyway)"
         )
-    address = ctypes.cast(obj, ctypes.c_void_p).value
+    address: int | None
+    if isinstance(obj, (ctypes.Structure, ctypes.Union)) or (
+        isinstance(obj, ctypes._SimpleCData) and getattr(obj, "_type_", "") not in _POINTER_CODES
+    ):
+        address = ctypes.addressof(obj)  # (ctypes.cast refuses these: a pointer to them)
+    else:
+        address = ctypes.cast(obj, ctypes.c_void_p).value
     # A fresh c_void_p owns its (empty) keep-alive dict; ctypes.cast shares it
     # with the result, which is how the result can keep ``source`` too.
     target: Any = typ

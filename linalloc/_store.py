@@ -98,18 +98,33 @@ def array_type(ctype: Any, n: int) -> Any:
     return found
 
 
+# (id(ctype), n) -> ``ctype * n`` as checked by exact_array_type(); bounded.
+_exact_types: dict[tuple[int, int], Any] = {}
+
+
 def exact_array_type(ctype: Any, n: int) -> Any:
-    """``ctype * n``, unless ctypes' cache gives a stale type of the wrong size."""
-    found: Any = ctype * n  # (a metaclass may answer anything: check what came back)
+    """``ctype * n``, unless what that gives is not exactly an array of n ``ctype``.
+
+    A metaclass may answer ``ctype * n`` with anything, and ctypes' cache may
+    hand back a type made while ``ctype`` was incomplete: then this module's
+    own :func:`array_type`.
+    """
+    key = (id(ctype), n)
+    found: Any = _exact_types.get(key)
+    if found is not None and found._type_ is ctype:
+        return found
+    found = ctype * n
     exact = (
         isinstance(found, type)
         and issubclass(found, ctypes.Array)
         and getattr(found, "_type_", None) is ctype
         and getattr(found, "_length_", None) == n
     )
-    exact = exact and ctypes.sizeof(found) == ctypes.sizeof(ctype) * n
-    if not exact:
+    if not (exact and ctypes.sizeof(found) == ctypes.sizeof(ctype) * n):
         found = array_type(ctype, n)
+    if len(_exact_types) >= 1024:
+        _exact_types.clear()
+    _exact_types[key] = found
     return found
 
 

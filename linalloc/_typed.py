@@ -56,10 +56,10 @@ else:
             return type(list[int])(cls, params)  # types.GenericAlias
 
 
-#: The most slots a window holds, and the fewest (a window holds as many slots
-#: as have been live at most, within these bounds). Made ahead, a window's
-#: values count towards the collector's threshold (700 new objects): 512 stay
-#: below it.
+#: The most slots a window holds, and the fewest (windows double in size while
+#: they are used up, and start small again after a restart, a checkpoint or a
+#: rewind). Made ahead, a window's values count towards the collector's
+#: threshold (700 new objects): 512 stay below it.
 _WINDOW = 512
 _MIN_WINDOW = 8
 
@@ -153,6 +153,7 @@ class TypedArena(ArenaBase, _Generic[T]):
         self._slices = isinstance((slot_type(ctype) * 0)()[0:0], list)
         self._cursor = Cursor(self._usable_slots() if size else 0)
         self._take: Callable[[], Any] = _EMPTY_POP
+        self._wn = _MIN_WINDOW  # the next window's size
         self._dropper = (
             Dropper(drop, ctype, self._store, offset, self._cursor) if drop is not None else None
         )
@@ -199,6 +200,7 @@ class TypedArena(ArenaBase, _Generic[T]):
             return
         cursor = self._cursor
         cursor.dirty = max(cursor.dirty, cursor.count())
+        self._wn = _MIN_WINDOW  # (a restart, a checkpoint or a rewind: start small again)
         self._take = _EMPTY_POP  # first: the old window's values die with the old window
         cursor.win = Window(k, NOTHING)
 
@@ -239,7 +241,8 @@ class TypedArena(ArenaBase, _Generic[T]):
         if k >= cursor.hi and not self._extend():
             return False
         self._refuse_if_held()
-        end = min(cursor.hi, k + max(_MIN_WINDOW, min(max(k, cursor.dirty), _WINDOW)))
+        end = min(cursor.hi, k + self._wn)
+        self._wn = min(2 * self._wn, _WINDOW)  # windows double while they are used up
         if k < cursor.dirty:
             size = self._size
             ctypes.memset(self._root_address() + k * size, 0, (min(end, cursor.dirty) - k) * size)
@@ -478,32 +481,40 @@ class TypedArena(ArenaBase, _Generic[T]):
         """
         self._enter_mut()
         n = check_count("n", n)
+        return self._take_slots(n, True)  # type: ignore[no-any-return]
+
+    def _take_slots(self, n: int, zero: bool) -> Any:
+        """``n`` consecutive slots as one array, counted as values; None if they do not fit.
+
+        Zeroed where a reset left data when ``zero`` is true or the type holds
+        pointers (a stale address must never be read); otherwise the caller
+        overwrites every byte.
+        """
+        array_type = exact_array_type(self._ctype, n)
         if not self._size:
-            return exact_array_type(self._ctype, n).from_buffer(self._part.root, self._offset)  # type: ignore[no-any-return]
+            return array_type.from_buffer(self._part.root, self._offset)
         cursor = self._cursor
         k = cursor.count()
         if n > self._capacity - k:
             return None
         token = self._begin("change")  # no re-entry (a finalizer) while the window changes
         try:
-            self._close_window()
+            if cursor.win.source:
+                self._restart(k)
             self._refuse_if_held()
             if k + n > cursor.hi:
                 committed = self._store.committed
-                while cursor.hi < k + n:
-                    if not self._extend_to(k + n):
-                        if self._store.committed != committed:
-                            self._uncommit(committed)
-                        return None
-            if k < cursor.dirty:
+                if not self._extend_to(k + n):
+                    if self._store.committed != committed:
+                        self._uncommit(committed)
+                    return None
+            if k < cursor.dirty and (zero or self._pointers):
                 size = self._size
                 end = min(k + n, cursor.dirty)
                 ctypes.memset(self._root_address() + k * size, 0, (end - k) * size)
-            array: Any = exact_array_type(self._ctype, n).from_buffer(
-                self._part.arrays[_SLOTS], k * self._size
-            )
+            array = array_type.from_buffer(self._part.arrays[_SLOTS], k * self._size)
             cursor.win = Window(k + n, NOTHING)  # counted from here
-            return array  # type: ignore[no-any-return]
+            return array
         finally:
             self._busy = None
             del token
@@ -533,26 +544,31 @@ class TypedArena(ArenaBase, _Generic[T]):
         ctype = self._ctype
         if isinstance(items, ctypes.Array) and getattr(items, "_type_", None) is ctype:
             n = len(items)
-            array = self.alloc_many(n)
-            if array is None or not n:
-                return array
-            if self._pointers:
-                array[0:n] = items[0:n]
+            if self._pointers:  # element by element: the keep-alives come along
+                converted: list[Any] = items[0:n]
             else:
-                ctypes.memmove(array, items, n * self._size)
-            return array
-        free = self._capacity - self._cursor.count() if self._size else sys.maxsize
-        iterator = iter(items)
-        converted = [convert(ctype, item) for item in islice(iterator, free)]
-        if len(converted) == free:
-            for _ in islice(iterator, 1):
-                return None  # one more than fits
-        array = self.alloc_many(len(converted))
+                array = self._take_slots(n, False)
+                if array is not None and n:
+                    memoryview(array).cast("B")[:] = memoryview(items).cast("B")
+                return array  # type: ignore[no-any-return]
+        else:
+            free = self._capacity - self._cursor.count() if self._size else sys.maxsize
+            iterator = iter(items)
+            converted = [convert(ctype, item) for item in islice(iterator, free)]
+            if len(converted) == free:
+                for _ in islice(iterator, 1):
+                    return None  # one more than fits
+        n = len(converted)
+        array = self._take_slots(n, False)
         if array is None or not self._size:
-            return array
+            return array  # type: ignore[no-any-return]
+        # Through the slot array, as alloc_raw: the keep-alives ctypes makes for
+        # pointers stay with the arena, not with the array returned.
+        slots = self._part.arrays[_SLOTS]
+        first = self._cursor.count() - n
         for k, value in enumerate(converted):
-            array[k] = value
-        return array
+            slots[first + k] = value
+        return array  # type: ignore[no-any-return]
 
     # -- state -------------------------------------------------------------
 

@@ -170,8 +170,9 @@ class Ledger:
     __slots__ = ("regions", "held")
 
     def __init__(self) -> None:
-        #: oldest first; ``regions[0].start == 0``; replaced as a whole
-        self.regions: tuple[Region, ...] = ()
+        #: oldest first; ``regions[0].start == 0``; appended to or replaced as a
+        #: whole (one operation each)
+        self.regions: list[Region] = []
         #: regions freed by a rewind whose drop callbacks kept a value: their
         #: memory is not handed out again while those values live
         self.held: tuple[Region, ...] = ()
@@ -210,12 +211,21 @@ class Ledger:
 
     def open_region(self, start: int, part: Part) -> None:
         """Begin a region at ``start`` whose views are made from ``part``."""
-        self.regions = (*self.regions, Region(start, part))
+        self.regions.append(Region(start, part))
 
     def add_part(self, part: Part) -> None:
-        """Make ``part`` the newest of the last region; forget parts with no view."""
+        """Make ``part`` the newest of the last region; forget parts with no view.
+
+        ctypes' keep-alive entries of the older parts' arrays (the targets of
+        pointers stored in the arena) are copied into the same array of
+        ``part`` where it has one; a part whose entries cannot be carried
+        over is kept.
+        """
         region = self.regions[-1]
-        kept = [old for old in region.parts if part_views(old) > 0]
+        kept = []
+        for old in region.parts:
+            if part_views(old) > 0 or not _carry_keepalives(old, part):
+                kept.append(old)
         region.parts = (*kept, part)
 
     def free_after(self, index: int, part: Part, serial: int | None) -> None:
@@ -230,7 +240,7 @@ class Ledger:
         """
         regions = self.regions
         if serial is None:
-            self.regions = (*regions[:index], Region(regions[index].start, part))
+            self.regions = [*regions[:index], Region(regions[index].start, part)]
             return
         region = regions[index]
         region.marks = tuple([mark for mark in region.marks if mark <= serial])
@@ -243,7 +253,7 @@ class Ledger:
         region = regions[index]
         self.held = (*self.held, Region(region.start, *region.parts), *regions[index + 1 :])
         if serial is None:
-            self.regions = (*regions[:index], Region(region.start, part))
+            self.regions = [*regions[:index], Region(region.start, part)]
             return
         region.marks = tuple([mark for mark in region.marks if mark <= serial])
         region.parts = (part,)
@@ -251,7 +261,7 @@ class Ledger:
 
     def release(self) -> None:
         """Forget everything (the arena is closed)."""
-        self.regions = ()
+        self.regions = []
         self.held = ()
 
     # -- ctypes keep-alives -----------------------------------------------------
@@ -283,6 +293,24 @@ class Ledger:
                         if key != _SOURCE_KEY and _arena_only(entry, lo, end, ours, {id(objects)}):
                             del objects[key]
         del parts, regions
+
+
+def _carry_keepalives(old: Part, new: Part) -> bool:
+    """Copy the keep-alive entries of ``old``'s arrays into ``new``'s; False if one has no twin.
+
+    The entries are copied, not moved: ``old``'s dicts may be shared.
+    """
+    for key, array in old.arrays.items():
+        objects = array._objects
+        if not objects or len(objects) == 1 and _SOURCE_KEY in objects:
+            continue
+        twin = new.arrays.get(key)
+        if twin is None:
+            return False
+        twin._objects.update(
+            {name: entry for name, entry in objects.items() if name != _SOURCE_KEY}
+        )
+    return True
 
 
 def reusable(part: Part, lo: int, hi: int) -> bool:
@@ -325,7 +353,9 @@ def _arena_only(entry: Any, lo: int, hi: int, ours: set[int], seen: set[int]) ->
     if isinstance(entry, tuple):  # (a pointer field set from an array: its _objects, itself)
         return all(_arena_only(item, lo, hi, ours, seen) for item in entry)
     if isinstance(entry, memoryview):
-        return id(entry.obj) in ours
+        # a view of one of this arena's roots, or of another arena's: what it
+        # keeps alive is memory, which every value of that arena keeps anyway
+        return id(entry.obj) in ours or hasattr(entry.obj, "_linalloc_owner")
     if isinstance(entry, _CData):
         cdata: Any = entry
         start = ctypes.addressof(cdata)

@@ -435,24 +435,7 @@ def _interrupt_run(script: str, kind: str, before: int = 0) -> tuple[Any, dict[s
     return _RUNS[key]  # type: ignore[no-any-return]
 
 
-_UNUSABLE_BUMP = (
-    "BumpArenaLazy: _bump.py:135 raises _limit before _grown() installs the part over the "
-    "new memory (:136-139), and _store.py:219 sets committed before reservation.extent "
-    "(:220); interrupted there, _limit/committed cover memory the current root does not, "
-    "so later allocations in that range raise ValueError ('Buffer size too small') or "
-    "IndexError ('pop from empty list', _bump.py:277) until the next commit"
-)
-_UNUSABLE_TYPED = (
-    "TypedArena._alloc_slow (_typed.py:329-333) sets _busy = True outside the try, and "
-    "resets it in a finally whose line an interrupt can pre-empt: _busy stays True and "
-    "every later alloc/reset/close raises RuntimeError ('a drop callback cannot ...')"
-)
 _INTERRUPT_KINDS = ["typed", "typed_drop", "bump"]
-
-
-def _usable_xfail(kind: str, strict: bool) -> Any:
-    reason = _UNUSABLE_BUMP if kind == "bump" else _UNUSABLE_TYPED
-    return pytest.param(kind, marks=pytest.mark.xfail(strict=strict, reason=reason))
 
 
 @pytest.mark.parametrize("kind", _INTERRUPT_KINDS)
@@ -463,10 +446,10 @@ def test_interrupt_by_signal_never_under_counts(kind: str) -> None:
     assert numbers["interrupted"] > 0  # the signal did land in some rounds
 
 
-@pytest.mark.parametrize("kind", [_usable_xfail(k, strict=False) for k in _INTERRUPT_KINDS])
+@pytest.mark.parametrize("kind", _INTERRUPT_KINDS)
 def test_interrupt_by_signal_leaves_arena_usable(kind: str) -> None:
-    """(Not strict: whether a signal lands on the few unsafe lines is chance; the
-    deterministic test below finds them every time.)"""
+    """(Whether a signal lands on a given line is chance: the deterministic test
+    below puts one on every line.)"""
     result, numbers = _interrupt_run(_SIGNAL, kind)
     assert result.returncode == 0, result.stderr[-3000:]
     assert numbers["unusable"] == 0, result.stdout[-2000:]
@@ -481,7 +464,7 @@ def test_interrupt_at_every_line_never_under_counts(kind: str, before: int) -> N
     assert numbers["events"] > 5
 
 
-@pytest.mark.parametrize("kind", [_usable_xfail(k, strict=True) for k in _INTERRUPT_KINDS])
+@pytest.mark.parametrize("kind", _INTERRUPT_KINDS)
 @pytest.mark.parametrize("before", [0, 1, 5])
 def test_interrupt_at_every_line_leaves_arena_usable(kind: str, before: int) -> None:
     result, numbers = _interrupt_run(_EVERY_LINE, kind, before)
@@ -600,15 +583,6 @@ def _cell(arena: Any) -> Any:
     return arena.alloc() if isinstance(arena, TypedArena) else arena.alloc(Cell)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a by-value copy a.copy = b.base stores b's array's whole _objects dict in a's "
-    "array; once b.link = pointer(a.base) is in that dict, A's array keeps a alive through "
-    "it. B.close() (Ledger.release, _views.py) and collecting an abandoned B never clear "
-    "B's keep-alive entries (only free_after -> forget_keepalives does), and A's "
-    "prune_keepalives (_views.py, _arena_only) keeps the entry since the dict also holds a "
-    "memoryview of B's root: A refuses reset() and close() for ever",
-)
 @pytest.mark.parametrize("kind", ["bump", "typed"])
 @pytest.mark.parametrize("end_b", ["close", "abandon"])
 def test_cross_arena_keepalive_cycle_does_not_stick(kind: str, end_b: str) -> None:
@@ -662,20 +636,7 @@ def test_owner_cycle_is_collected_and_dropped_once(typed_cls: type) -> None:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc")
 @pytest.mark.parametrize(
     "with_drop",
-    [
-        False,
-        pytest.param(
-            True,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="with a drop callback alloc() takes values through "
-                "map(getitem, repeat(arr), rng).__next__ (_typed.py:205-208): the range "
-                "iterator advances before getitem makes the value, so a MemoryError there "
-                "(_typed.py:298) leaves the slot counted (Cursor.count, _slots.py:96-98): "
-                "len jumps by 1 and reset() drops a value never handed out",
-            ),
-        ),
-    ],
+    [False, True],
 )
 def test_memory_error_while_opening_a_window(with_drop: bool) -> None:
     result = run_python(
