@@ -378,6 +378,16 @@ class ArenaBase:
         self._enter()
         return Scope(self)
 
+    def _fresh_part(self) -> Part:
+        """A new part, registered (in the last region) and switched to.
+
+        The part it replaces stays registered until the caller's next store.
+        """
+        part = self._make_part()
+        self._ledger.add_part(part)
+        self._switch_part(part)
+        return part
+
     def _unmark(self, checkpoint: Checkpoint) -> None:
         """Make ``checkpoint`` invalid (it names no memory from now on)."""
         region = checkpoint._region()
@@ -432,17 +442,13 @@ class ArenaBase:
                 kept = ledger.live(region, self._ahead()) > 0
             finally:
                 if kept:  # (also when a KeyboardInterrupt stopped the drops)
-                    fresh = self._make_part()
+                    fresh = self._fresh_part()
                     ledger.hold_after(region, fresh, serial)
-                    self._switch_part(fresh)
             if not kept:
                 part = self._part
                 if not reusable(part, *self._memory_range()):
-                    part = self._make_part()
-                    ledger.free_after(region, part, serial)
-                    self._switch_part(part)
-                else:
-                    ledger.free_after(region, part, serial)
+                    part = self._fresh_part()
+                ledger.free_after(region, part, serial)
             self._set_position(position)
         finally:
             self._busy = None

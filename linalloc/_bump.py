@@ -149,6 +149,7 @@ class BumpArena(ArenaBase):
             part = self._make_part()
             self._ledger.add_part(part)  # the older parts stay counted while viewed
             self._part = part
+            self._ledger.prune_parts()
         self._limit = min(store.committed, self._capacity)
 
     def _enter_slow(self) -> Busy:

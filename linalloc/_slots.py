@@ -117,6 +117,7 @@ def drop_values(
     callback's frame.
     """
     first: BaseException | None = None
+    value = None
     try:
         for k in range(cursor.count() - 1, lo - 1, -1):
             value = array[k]
@@ -129,11 +130,11 @@ def drop_values(
                     tb = exc.__traceback__
                     exc.__traceback__ = tb.tb_next if tb is not None else None
                     del tb
-            del value
+            value = None
     finally:
         # A callback's frame kept by a traceback refers to this one (f_back):
-        # it must not keep the slot array.
-        del array
+        # it must not keep the slot array, nor a value.
+        del array, value
     return first
 
 

@@ -266,6 +266,7 @@ class TypedArena(ArenaBase, _Generic[T]):
             part = self._make_part()
             self._ledger.add_part(part)
             self._switch_part(part)
+            self._ledger.prune_parts()
         cursor.hi = self._usable_slots()
         return True
 

@@ -50,7 +50,8 @@ change                      why the invariant holds throughout
 new part (lazy growth,      made (root, arrays) while unregistered: nothing
 checkpoint, rewind)         counted refers to it; registered by one store of
                             ``Region.parts`` or ``Ledger.regions`` before any
-                            value is made from it
+                            value is made from it; the part it replaces is
+                            forgotten only after the arena switched to it
 new bump row                made (its root reference over-counts by one), then
                             one dict store registers it
 typed window opened         its values made first (each over-counts by one),
@@ -79,6 +80,7 @@ from __future__ import annotations
 import ctypes
 import gc
 from _operator import getitem
+from _weakref import ref
 from itertools import repeat
 from sys import getrefcount
 
@@ -136,6 +138,37 @@ def part_views(part: Part) -> int:
     return _refs(part) - own
 
 
+class Held:
+    """A part whose memory was freed while a view of it lived, held *weakly*.
+
+    Nothing of the arena keeps its root and arrays any more: they live
+    exactly as long as a view does (and with them the keep-alive entries
+    ctypes stored for the freed values), so every reference they have is a
+    view's, but those of arrays to the root. Once none is left, nothing is.
+    """
+
+    __slots__ = ("refs",)
+
+    def __init__(self, part: Part) -> None:
+        self.refs = [ref(part.root), *[ref(array) for array in part.arrays.values()]]
+
+    def views(self) -> int:
+        alive = [obj for obj in [known() for known in self.refs] if obj is not None]
+        if not alive:
+            return 0
+        arrays = len(alive) - (self.refs[0]() is not None)
+        return sum(map(getrefcount, alive)) - _LISTED * len(alive) - arrays
+
+
+def _listed() -> int:
+    """The references of an object held by one list only, as :meth:`Held.views` reads them."""
+    alive = [bytearray()]
+    return sum(map(getrefcount, alive))
+
+
+_LISTED = _listed()
+
+
 def _from_buffer_key() -> str:
     """The ``_objects`` key under which ``from_buffer`` keeps its source alive."""
     array: Any = (ctypes.c_char * 1).from_buffer(bytearray(1))
@@ -173,9 +206,9 @@ class Ledger:
         #: oldest first; ``regions[0].start == 0``; appended to or replaced as a
         #: whole (one operation each)
         self.regions: list[Region] = []
-        #: regions freed by a rewind whose drop callbacks kept a value: their
-        #: memory is not handed out again while those values live
-        self.held: tuple[Region, ...] = ()
+        #: parts of memory a rewind freed while a drop callback kept a value:
+        #: not handed out again while such a value lives
+        self.held: tuple[Held, ...] = ()
 
     # -- the counts -----------------------------------------------------------
 
@@ -188,14 +221,13 @@ class Ledger:
         for region in self.regions[since:]:
             for part in region.parts:
                 count += part_views(part)
-        for region in self.held:
-            for part in region.parts:
-                count += part_views(part)
+        for held in self.held:
+            count += held.views()
         return count
 
     def held_views(self) -> int:
         """Live views of the held regions; forgets them once there are none."""
-        count = sum([part_views(part) for region in self.held for part in region.parts])
+        count = sum([held.views() for held in self.held])
         if count <= 0:
             self.held = ()
         return count
@@ -214,19 +246,26 @@ class Ledger:
         self.regions.append(Region(start, part))
 
     def add_part(self, part: Part) -> None:
-        """Make ``part`` the newest of the last region; forget parts with no view.
+        """Make ``part`` the newest of the last region (its older parts stay listed)."""
+        region = self.regions[-1]
+        region.parts = (*region.parts, part)
 
-        ctypes' keep-alive entries of the older parts' arrays (the targets of
-        pointers stored in the arena) are copied into the same array of
-        ``part`` where it has one; a part whose entries cannot be carried
-        over is kept.
+    def prune_parts(self) -> None:
+        """Forget the last region's older parts that no view needs any more.
+
+        Call once the arena makes its views from the newest part. ctypes'
+        keep-alive entries of a forgotten part's arrays (the targets of
+        pointers stored in the arena) are copied into the same array of the
+        newest part; a part whose entries cannot be carried over is kept.
         """
         region = self.regions[-1]
-        kept = []
-        for old in region.parts:
-            if part_views(old) > 0 or not _carry_keepalives(old, part):
-                kept.append(old)
-        region.parts = (*kept, part)
+        newest = region.parts[-1]
+        kept = [
+            old
+            for old in region.parts[:-1]
+            if part_views(old) > 0 or not _carry_keepalives(old, newest)
+        ]
+        region.parts = (*kept, newest)
 
     def free_after(self, index: int, part: Part, serial: int | None) -> None:
         """Free the regions from ``index`` on; ``part`` serves ``regions[index]`` anew.
@@ -251,7 +290,8 @@ class Ledger:
         """Like :meth:`free_after`, but the freed memory is still viewed: hold it."""
         regions = self.regions
         region = regions[index]
-        self.held = (*self.held, Region(region.start, *region.parts), *regions[index + 1 :])
+        freed = [Held(old) for later in regions[index:] for old in later.parts if old is not part]
+        self.held = (*self.held, *freed)  # (counted twice until the next store: over)
         if serial is None:
             self.regions = [*regions[:index], Region(region.start, part)]
             return
@@ -279,7 +319,7 @@ class Ledger:
         pointer from memory that stays into memory that goes, and is kept
         (it stops the rewind until the field is cleared).
         """
-        regions = (*self.regions, *self.held)
+        regions = self.regions
         parts = [part for region in regions for part in region.parts]
         ours = {id(obj) for part in parts for obj in (part.root, *part.arrays.values())}
         for at, region in enumerate(regions):

@@ -427,6 +427,12 @@ class SafetyMachine(RuleBasedStateMachine):
         self.held = [(v, r) for v, r in self.held if r.slot is not slot]
         self.arrays = [(a, rs) for a, rs in self.arrays if rs[0].slot is not slot]
         reached = any(rec.slot is slot for rec in self.reachable())
+        # A struct copied by value out of one of its values into another arena's
+        # value makes ctypes keep this arena's whole keep-alive dict there, and
+        # with it the memory (and the owner a drop callback refers to).
+        reached = reached or any(
+            slot.serial in other.copied_from for other in self.slots if other is not slot
+        )
         checked = slot.typed and not slot.interrupted and not reached
         expected = len(slot.arena) if checked and slot.drop == "owner" else 0
         ref = weakref.ref(slot.arena)
