@@ -24,7 +24,7 @@ from linalloc import Checkpoint, Layout, address
 try:
     import numpy
 except ImportError:  # pragma: no cover - numpy is a test dependency
-    numpy = None
+    numpy = None  # type: ignore[assignment]
 
 ALL_KINDS = [
     linalloc.BumpArena,
