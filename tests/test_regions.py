@@ -883,3 +883,61 @@ def test_held_memory_checked_in_subprocess(typed_cls: Any) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_values_left_after_rewind_dropped_once_at_collection(typed_cls: Any) -> None:
+    dropped: list[int] = []
+    arena = typed_cls(ctypes.c_int64, 32, drop=lambda v: dropped.append(v.value))
+    for k in range(3):
+        arena.alloc(k)
+    cp = arena.checkpoint()
+    arena.alloc(10)
+    arena.alloc(11)
+    arena.rewind(cp)
+    arena.alloc(12)
+    assert dropped == [11, 10]
+    del arena
+    gc.collect()
+    assert dropped == [11, 10, 12, 2, 1, 0]
+
+
+def test_values_left_by_an_interrupted_rewind_dropped_once_at_collection(
+    typed_cls: Any,
+) -> None:
+    dropped: list[int] = []
+    interrupt = [True]
+
+    def drop(value: Any) -> None:
+        dropped.append(value.value)
+        if value.value == 11 and interrupt[0]:
+            interrupt[0] = False
+            raise KeyboardInterrupt
+
+    arena = typed_cls(ctypes.c_int64, 32, drop=drop)
+    arena.alloc(1)
+    cp = arena.checkpoint()
+    for k in (10, 11, 12):
+        arena.alloc(k)
+    with pytest.raises(KeyboardInterrupt):
+        arena.rewind(cp)
+    assert dropped == [12, 11]
+    del arena, cp
+    gc.collect()
+    assert dropped == [12, 11, 10, 1]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="an empty view made after a checkpoint (alloc_uninit_slice(Layout(0)), "
+    "alloc_many(0), alloc_extend([])) views no memory, yet stops rewind() to it",
+)
+def test_empty_views_after_cp_do_not_stop_rewind(arena_cls: Any) -> None:
+    arena = make(arena_cls)
+    new(arena)
+    cp = arena.checkpoint()
+    if typed(arena):
+        empties = [arena.alloc_many(0), arena.alloc_extend([])]
+    else:
+        empties = [arena.alloc_uninit_slice(Layout(0)), arena.alloc_copy(b"")]
+    assert all(e is not None and len(e) == 0 for e in empties)
+    arena.rewind(cp)  # no memory after cp is viewed

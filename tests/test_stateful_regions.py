@@ -406,8 +406,13 @@ class RegionMachine(RuleBasedStateMachine):
         self.scopes.clear()
         if self.arena is not None:
             gc.collect()
+            self.before_rewind(0)  # close() drops what is left, once
             self.arena.close()
+            self.closed_drops()
         gc.unfreeze()
+
+    def closed_drops(self) -> None:
+        """Typed: check the drops ``close()`` made."""
 
 
 class BumpRegions(RegionMachine):
@@ -748,6 +753,9 @@ class TypedRegions(RegionMachine):
         array = self.arena.as_array()
         assert len(array) == self.n
         self.views.append(Alias(array, 0, self.n * self.size, 1, 0))
+
+    def closed_drops(self) -> None:
+        assert self.drops == self.expected_drops, "close() did not drop the rest once"
 
     @invariant()
     def typed_gauges(self) -> None:
