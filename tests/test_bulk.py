@@ -731,6 +731,23 @@ def test_grow_not_most_recent_is_none(bump_cls: Any) -> None:
     assert bytes(first) == b"abc" and bytes(second) == b"def"
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="grow() of a memoryview that is not this arena's allocation but is read-only "
+    "or not contiguous raises TypeError ('address() needs a writable, contiguous "
+    "memoryview') instead of returning None",
+)
+@pytest.mark.parametrize("which", ["read-only", "strided"])
+def test_grow_odd_memoryview_is_none(bump_cls: Any, which: str) -> None:
+    arena = bump_cls(64)
+    buf = arena.alloc_copy(b"abcd")
+    assert buf is not None
+    odd = memoryview(b"abcd") if which == "read-only" else buf[::2]
+    before = bump_state(arena)
+    assert arena.grow(odd, 8) is None
+    assert bump_state(arena) == before
+
+
 def test_grow_after_a_typed_alloc_is_none(bump_cls: Any) -> None:
     arena = bump_cls(256)
     buf = arena.alloc_copy(b"abcdefgh")
@@ -957,6 +974,16 @@ def test_cast_of_simple_value_casts_or_raises_type_error() -> None:
 def test_cast_bad_input(bad: object) -> None:
     with pytest.raises(TypeError):
         linalloc.cast(bad, ctypes.c_void_p)
+
+
+@pytest.mark.parametrize("typ", [ctypes.c_int, int, None, Point], ids=repr)
+def test_cast_to_a_non_pointer_type(typ: Any) -> None:
+    arena = linalloc.BumpArena(64)
+    row = arena.alloc_array(ctypes.c_int32, 2)
+    with pytest.raises(TypeError, match="pointer type"):
+        linalloc.cast(row, typ)
+    del row
+    arena.reset()  # nothing kept
 
 
 @needs_numpy
