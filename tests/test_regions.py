@@ -941,3 +941,25 @@ def test_empty_views_after_cp_do_not_stop_rewind(arena_cls: Any) -> None:
         empties = [arena.alloc_uninit_slice(Layout(0)), arena.alloc_copy(b"")]
     assert all(e is not None and len(e) == 0 for e in empties)
     arena.rewind(cp)  # no memory after cp is viewed
+
+
+def _checkpoints_alive() -> int:
+    gc.collect()
+    return sum(type(obj) is Checkpoint for obj in gc.get_objects())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="each scope() leaves its checkpoint on the arena's stack after exit (it "
+    "stays valid), so a long-lived arena with a scope per request keeps one Checkpoint "
+    "per request until reset(): memory grows without bound",
+)
+def test_scopes_in_a_loop_keep_nothing(arena_cls: Any) -> None:
+    arena = make(arena_cls)
+    keep = new(arena)  # a long-lived value: no reset between requests
+    before = _checkpoints_alive()
+    for _ in range(500):
+        with arena.scope():
+            new(arena)
+    assert _checkpoints_alive() - before <= 2
+    del keep
