@@ -491,13 +491,13 @@ class TypedArena(ArenaBase, _Generic[T]):
         pointers (a stale address must never be read); otherwise the caller
         overwrites every byte.
         """
-        array_type = exact_array_type(self._ctype, n)
         if not self._size:
-            return array_type.from_buffer(self._part.root, self._offset)
+            return exact_array_type(self._ctype, n).from_buffer(self._part.root, self._offset)
         cursor = self._cursor
         k = cursor.count()
         if n > self._capacity - k:
             return None
+        array_type = exact_array_type(self._ctype, n)
         token = self._begin("change")  # no re-entry (a finalizer) while the window changes
         try:
             if cursor.win.source:

@@ -468,11 +468,6 @@ def test_alloc_extend_pointer_array_keeps_targets(typed_cls: Any) -> None:
     assert [made[k].contents.value for k in range(3)] == [10, 11, 12]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="alloc_extend stores the pointers' keep-alives only in the returned array: "
-    "once it is deleted the values still in the arena point at freed objects",
-)
 def test_alloc_extend_pointer_keep_alives_outlive_the_returned_array(typed_cls: Any) -> None:
     arena = typed_cls(ctypes.POINTER(Target), 8)
     source, refs = _pointer_source([10, 11, 12])
@@ -486,11 +481,6 @@ def test_alloc_extend_pointer_keep_alives_outlive_the_returned_array(typed_cls: 
     assert all(ref() is not None for ref in refs), "targets freed while values point at them"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="alloc_extend of an iterable of pointers: keep-alives live only in the "
-    "returned array, not with the arena's values",
-)
 def test_alloc_extend_iterable_of_pointers_keeps_targets(typed_cls: Any) -> None:
     arena = typed_cls(ctypes.POINTER(Target), 8)
     target = Target(5)
@@ -501,13 +491,6 @@ def test_alloc_extend_iterable_of_pointers_keeps_targets(typed_cls: Any) -> None
     assert ref() is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="TypedArenaLazy: when a commit adds a part, Ledger.add_part forgets the old "
-    "parts that have no view, and with their slot arrays the keep-alives ctypes stored "
-    "for pointers assigned through them: values still in the arena then point at freed "
-    "objects",
-)
 @pytest.mark.parametrize("after_checkpoint", [False, True])
 def test_lazy_growth_keeps_pointer_keep_alives(after_checkpoint: bool) -> None:
     arena = linalloc.TypedArenaLazy(ctypes.POINTER(Target), 1 << 20)
@@ -758,12 +741,6 @@ def test_grow_not_most_recent_is_none(bump_cls: Any) -> None:
     assert bytes(first) == b"abc" and bytes(second) == b"def"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="grow() of a memoryview that is not this arena's allocation but is read-only "
-    "or not contiguous raises TypeError ('address() needs a writable, contiguous "
-    "memoryview') instead of returning None",
-)
 @pytest.mark.parametrize("which", ["read-only", "strided"])
 def test_grow_odd_memoryview_is_none(bump_cls: Any, which: str) -> None:
     arena = bump_cls(64)
@@ -961,12 +938,6 @@ def test_cast_of_array_value_matches_ctypes_cast() -> None:
     arena.reset()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="linalloc.cast of a Structure value (and of a simple-type value) raises "
-    "ctypes.ArgumentError 'wrong type': it passes the object to ctypes.cast, which "
-    "accepts only arrays, pointers and byref()",
-)
 def test_cast_of_struct_value(typed_cls: Any) -> None:
     arena = typed_cls(Point, 4)
     point = arena.alloc(1.5, 2.5)
@@ -978,11 +949,6 @@ def test_cast_of_struct_value(typed_cls: Any) -> None:
     assert pointer.contents.x == 1.5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="linalloc.cast of a simple-type arena value raises ctypes.ArgumentError "
-    "(not a TypeError subclass) instead of casting it",
-)
 def test_cast_of_simple_value_casts_or_raises_type_error() -> None:
     arena = linalloc.BumpArena(64)
     value = arena.alloc(ctypes.c_int64)

@@ -303,6 +303,9 @@ class RegionMachine(RuleBasedStateMachine):
         self.before_rewind(position)
         assert scope.__exit__(kind, block_error, None) is None
         self.rewound(at[0])
+        # the scope's own checkpoint ends with it
+        self.stale.append(cp)
+        del self.stack[at[0]]
         EVENTS["scope done"] += 1
 
     @rule()
