@@ -50,6 +50,31 @@ def typed_example() -> None:
     print(f"after del + reset(): len = {len(arena)}")
 
 
+def bulk_example() -> None:
+    """Many values in one call: alloc_many, alloc_extend, alloc_copy."""
+    arena = TypedArena(Point, 100)
+
+    grid = arena.alloc_many(10)  # 10 zeroed Points in consecutive slots: a Point * 10 array
+    assert grid is not None
+    grid[9].x = 9.0
+    print(f"alloc_many(10): {type(grid).__name__} of {len(grid)}, len = {len(arena)}")
+
+    corners = arena.alloc_extend([(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)])
+    assert corners is not None  # all or nothing: None if they did not all fit
+    print(f"alloc_extend: {[(p.x, p.y) for p in corners]}, len = {len(arena)}")
+
+    source = (Point * 3)(Point(1.0, 1.0), Point(2.0, 4.0), Point(3.0, 9.0))
+    copied = arena.alloc_extend(source)  # a ctypes array of Point: one memmove
+    assert copied is not None
+    print(f"alloc_extend of a Point * 3 array: y = {[p.y for p in copied]}, len = {len(arena)}")
+
+    bump = BumpArena(256)
+    name = bump.alloc_copy(b"arena\0")  # a copy of any buffer's bytes: here a C string
+    assert name is not None
+    print(f"alloc_copy: {bytes(name)!r} at {address(name):#x}, used = {bump.used}")
+
+
 if __name__ == "__main__":
     bump_example()
     typed_example()
+    bulk_example()

@@ -174,14 +174,19 @@ def _alloc_pair(
     b_value: Any,
     extra: Any = None,
     fresh: bool = False,
+    per_stmt: int = 1,
+    full: int = 100_000,
+    quick: int = 30_000,
 ) -> Result:
     """A: ``stmt_a`` on an arena (``arena``, ``arg``); B: ``stmt_b`` (``new``, ``arg``).
 
     The arena is reset before each timed run (or, with ``fresh``, a new one is
     made: then lazy arenas commit during the timed run, as they do in use).
+    Each statement makes ``per_stmt`` values; figures are per value, and the
+    arena holds the values of a whole run.
     """
-    iters = _calls(cfg, 100_000, 30_000)
-    ops = iters * UNROLL
+    iters = _calls(cfg, full, quick)
+    ops = iters * UNROLL * per_stmt
     loop_a = _compile_loop(stmt_a, ["arena", "arg"])
     loop_b = _compile_loop(stmt_b, ["new", "arg"])
     holder: list[Any] = [make_arena(ops)]
@@ -262,6 +267,94 @@ def _request_cycle(cfg: Config) -> Result:
         return _perf() - t0
 
     return _paired(run_a, run_b, cfg.pairs, per_run=cycles, unit="ms")
+
+
+# -- bulk allocation, scopes, growing in place --------------------------------
+
+
+def _alloc_many(n: int) -> Callable[[Config], Result]:
+    """Per value: ``alloc_many(n)`` / ``[Point() for _ in range(n)]``."""
+
+    def measure(cfg: Config) -> Result:
+        full, quick = (100_000, 30_000) if n < 100 else (1000, 300)
+        return _alloc_pair(
+            cfg,
+            lambda k: TypedArena(Point, k),
+            f"arena.alloc_many({n})",
+            "[new() for _ in arg]",
+            Point,
+            extra=range(n),
+            per_stmt=n,
+            full=full,
+            quick=quick,
+        )
+
+    return measure
+
+
+def _alloc_extend(cfg: Config) -> Result:
+    """``alloc_extend`` of a ``Point * 1000`` array / ``(Point * 1000).from_buffer_copy``."""
+    n = 1000
+    source = (Point * n)()
+    for k in range(n):
+        source[k].x = k
+    return _alloc_pair(
+        cfg,
+        lambda k: TypedArena(Point, k),
+        "arena.alloc_extend(arg)",
+        "new.from_buffer_copy(arg)",
+        Point * n,
+        extra=source,
+        per_stmt=n,
+        full=1000,
+        quick=300,
+    )
+
+
+def _scoped_values(arena: Any, rng: range) -> None:
+    with arena.scope():
+        alloc = arena.alloc
+        values = [alloc() for _ in rng]
+        del values
+
+
+def _listed_values(new: Any, rng: range) -> list[Any]:
+    return [new() for _ in rng]
+
+
+def _scope(cfg: Config) -> Result:
+    """``with arena.scope():`` 1000 ``alloc()`` in a list / 1000 ``Point()`` in a list."""
+    n = 1000
+    rng = range(n)
+    iters = _calls(cfg, 1000, 300)
+    arena = TypedArena(Point, n)  # the scope frees the values: 1000 slots are enough
+    loop = _compile_loop("work(arena, arg)", ["work", "arena", "arg"])
+    return _paired(
+        lambda: loop(iters, _scoped_values, arena, rng),
+        lambda: loop(iters, _listed_values, Point, rng),
+        cfg.pairs,
+        per_run=iters * UNROLL * n,
+    )
+
+
+def _grow(cfg: Config) -> Result:
+    """One 4 KiB ``grow()`` of a lazy buffer already 256 MiB long / one already 1 MiB long."""
+    step = 4096
+    iters = _calls(cfg, 2000, 1000)
+    reach = iters * UNROLL * step  # what one run adds
+    loop = _compile_loop("arg = grow(arg, arg.nbytes + step)", ["grow", "arg", "step"])
+
+    def make(start: int) -> Callable[[], float]:
+        arena = BumpArenaLazy(start + reach + (1 << 20))
+
+        def run() -> float:
+            arena.reset()
+            view = arena.alloc_uninit_slice(Layout(start))
+            return float(loop(iters, arena.grow, view, step))
+
+        return run
+
+    return _paired(make(256 << 20), make(1 << 20), cfg.pairs, per_run=iters * UNROLL)
 
 
 def _lazy_pair(
@@ -565,6 +658,34 @@ FIGURES: list[Figure] = [
         _bump_slice,
     ),
     Figure("bump_struct", "BumpArena.alloc(Point)", "Point()", 3.0, _bump_struct),
+    Figure(
+        "alloc_many_1000",
+        "alloc_many(1000), per value",
+        "[Point() for _ in range(1000)]",
+        0.05,
+        _alloc_many(1000),
+    ),
+    Figure(
+        "alloc_many_10",
+        "alloc_many(10), per value",
+        "[Point() for _ in range(10)]",
+        2.0,
+        _alloc_many(10),
+    ),
+    Figure(
+        "alloc_extend",
+        "alloc_extend(Point * 1000 array)",
+        "(Point * 1000).from_buffer_copy",
+        1.5,
+        _alloc_extend,
+    ),
+    Figure(
+        "scope_1000",
+        "with scope(): 1000 alloc() in a list",
+        "[Point() for _ in range(1000)]",
+        2.5,
+        _scope,
+    ),
     Figure("lazy_typed_alloc", "TypedArenaLazy.alloc()", "TypedArena.alloc()", 1.15, _lazy_typed),
     Figure(
         "lazy_bump_slice",
@@ -625,6 +746,14 @@ FIGURES: list[Figure] = [
         "BumpArenaLazy 1 KiB alloc_uninit_slice",
         1.2,
         _capacity("bump", 1 << 40),
+        "scaling",
+    ),
+    Figure(
+        "grow_256MiB",
+        "grow() by 4 KiB, lazy buffer at 256 MiB",
+        "the same at 1 MiB",
+        1.3,
+        _grow,
         "scaling",
     ),
     Figure(

@@ -13,8 +13,6 @@ wheel built with one cffi serves a user with another.
 
 from __future__ import annotations
 
-import zlib
-
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
     from typing import Any
@@ -69,8 +67,16 @@ def module_name() -> str:
     >>> module_name().startswith("_vm_ffi_") and module_name() == module_name()
     True
     """
-    key = zlib.crc32(f"{ABI_VERSION:#x}\n{CDEF}".encode())
+    # The text read as one integer, modulo a prime: any one-byte change
+    # changes the key, and no hashing module is imported (zlib is a shared
+    # library to load: ten times what this costs).
+    text = f"{ABI_VERSION:#x}\n{CDEF}".encode()
+    key = int.from_bytes(text, "little") % _KEY_PRIME
     return f"_vm_ffi_{key:08x}"
+
+
+#: The largest prime below 2**30 (one CPython digit: the modulo is one quick pass).
+_KEY_PRIME = 1_073_741_789
 
 
 def make_builder(qualified_name: str) -> Any:

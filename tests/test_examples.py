@@ -48,6 +48,8 @@ def test_every_example_is_tested() -> None:
         "lazy_terabyte.py",
         "request_scratch.py",
         "numpy_zero_copy.py",
+        "scoped_requests.py",
+        "growable_buffer.py",
     }
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
@@ -59,6 +61,43 @@ def test_quickstart() -> None:
     assert "value = Point(1.0, 2.0), len = 1" in out
     assert "reset() refused: cannot reset: 1 view of this arena still alive" in out
     assert "after del + reset(): len = 0" in out
+    assert "alloc_many(10): Point_Array_10 of 10, len = 10" in out
+    assert "alloc_extend: [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)], len = 14" in out
+    assert "alloc_extend of a Point * 3 array: y = [1.0, 4.0, 9.0], len = 17" in out
+    assert re.search(r"alloc_copy: b'arena\\x00' at 0x[0-9a-f]+, used = 6", out), out
+
+
+def test_scoped_requests() -> None:
+    out = run("examples/scoped_requests.py").stdout
+    lines = out.splitlines()
+    assert lines[0] == "at start: 3 values live (the price list)"
+    # inside the nested scope: price list + order + scratch; after each request: the list only
+    assert "    checking: 5 values live (price list, order, scratch)" in lines
+    assert "    checking: 7 values live (price list, order, scratch)" in lines
+    assert "  order of 2 lines: total 20.00, 0 unknown item(s)" in lines
+    assert "  order of 3 lines: total 10.50, 1 unknown item(s)" in lines
+    assert lines.count("  after the request: 3 values live") == 2
+    refused = next(line for line in lines if line.startswith("  scope exit refused: "))
+    assert "cannot rewind to this checkpoint: 1 view of memory allocated after" in refused
+    assert "delete them first" in refused
+    assert "  nothing was freed: 4 values live; kept: item 2 x 5" in lines
+    assert "  cache cleared, rewind accepted: 3 values live" in lines
+    assert lines[-1] == "the price list is intact: [(1, 2.5), (2, 4.0), (3, 10.0)]"
+
+
+def test_growable_buffer() -> None:
+    out = run("examples/growable_buffer.py").stdout
+    start = re.search(r"^arena buffer: 4 bytes at (0x[0-9a-f]+); C reads b'LOG'$", out, re.M)
+    assert start, out
+    grown = re.findall(r"^  grown to +(\d+) KiB: (.*), committed (\d+) KiB$", out, re.M)
+    assert [int(size) for size, _, _ in grown] == [64, 1024, 16384], out
+    assert {same for _, same, _ in grown} == {"same address"}, out
+    assert all(int(committed) >= int(size) for size, _, committed in grown), out
+    assert "  C's pointer, never updated, still reads b'LOG\\x00'" in out
+    assert "  after another allocation, grow(buf) -> None" in out
+    assert "  reset() + trim(): 16 MiB given back" in out
+    assert "  grow while C holds its address: BufferError: " in out
+    assert re.search(r"^  grown to +16384 KiB at 0x[0-9a-f]+: (moved|did not move)", out, re.M)
 
 
 def test_c_interop() -> None:
