@@ -197,6 +197,7 @@ class TypedArena(ArenaBase, _Generic[T]):
         window over them opens.
         """
         if not self._size:
+            self._take = self._part.take  # (zero-size values: no window, every call succeeds)
             return
         cursor = self._cursor
         cursor.dirty = max(cursor.dirty, cursor.count())
@@ -280,7 +281,8 @@ class TypedArena(ArenaBase, _Generic[T]):
         self._restart(self._cursor.count())
 
     def _halt(self) -> None:
-        self._take = _EMPTY_POP  # the slow path checks _busy
+        if self._size:  # (zero-size values have no window to protect)
+            self._take = _EMPTY_POP  # the slow path checks _busy
 
     def _position(self) -> int:
         return self._cursor.count()

@@ -132,10 +132,6 @@ def test_cast_does_not_crash_after_close() -> None:
     assert result.stdout.strip() == "ok"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="README does not yet state the ctypes.cast hole beside rule 1 (issue 9, item 1b)",
-)
 def test_readme_states_the_cast_hole() -> None:
     from pathlib import Path
 
