@@ -225,12 +225,12 @@ class SafetyMachine(RuleBasedStateMachine):
         if slot.broken:
             return
         slot.broken = True
-        if slot.interrupted:
-            COUNTS["unusable"] += 1
-        elif isinstance(exc, BufferError) and self.linked_both_ways(slot):
+        if isinstance(exc, BufferError) and self.linked_both_ways(slot):
             # Two arenas whose memory points into each other: each is a live view of
             # the other, so neither can reset until a link is cleared (README).
             COUNTS["mutual"] += 1
+        elif slot.interrupted:
+            COUNTS["unusable"] += 1
         else:
             raise AssertionError(f"{slot.kind}: {what} raised {exc!r} with no interrupt")
         UNUSABLE.append(f"{slot.kind}/{slot.drop}: {what}: {type(exc).__name__}: {exc}")
