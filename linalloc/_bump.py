@@ -130,13 +130,16 @@ class BumpArena(ArenaBase):
             start = used + (-used % align)
         else:
             start = used + (-(self._base + used) % align)
-        end = start + size
+        return start if self._advance_to(start + size) else None
+
+    def _advance_to(self, end: int) -> bool:
+        """Move ``used`` to ``end``, committing (lazy) up to there; False if it cannot."""
         if end > self._limit:
             if end > self._capacity or not self._store.ensure(end):
-                return None
+                return False
             self._grown()
         self._used = end
-        return start
+        return True
 
     def _grown(self) -> None:
         """After a commit: a lazy arena moves to a root over all of it; raise the limit.
@@ -251,10 +254,8 @@ class BumpArena(ArenaBase):
             return memoryview(self._part.root).cast("B")[start:start]
         token = self._enter_slow()
         try:
-            if start < self._used or end > self._capacity or not self._store.ensure(end):
+            if start < self._used or not self._advance_to(end):
                 return None  # (start < used: a call came in between and took that memory)
-            self._grown()
-            self._used = end
         finally:
             self._busy = None
             del token
@@ -423,13 +424,8 @@ class BumpArena(ArenaBase):
         end = start + new_size
         token = self._enter_slow()
         try:
-            if start < 0 or start + view.nbytes != self._used:
-                return None  # not this arena's most recent allocation
-            if end > self._limit:
-                if end > self._capacity or not self._store.ensure(end):
-                    return None
-                self._grown()
-            self._used = end
+            if start < 0 or start + view.nbytes != self._used or not self._advance_to(end):
+                return None  # not this arena's most recent allocation, or no room
         finally:
             self._busy = None
             del token

@@ -5,9 +5,10 @@ allocation algorithm, which is written once in ``_bump``/``_typed``:
 
 - ``root``: a ctypes ``c_char`` array over the block's usable bytes. Every view
   an arena hands out is derived from a root (``from_buffer``/``memoryview``),
-  so the block lives exactly as long as the last view of it. The eager
-  store's root is its buffer; the lazy store makes a new root, over the bytes
-  committed so far, each time it is asked (the arena asks when that grows).
+  so the block lives exactly as long as the last view of it. Each ``root``
+  is a new array that keeps the store alive (the buffer itself is never
+  handed out): over the whole buffer (eager), or over the bytes committed so
+  far (lazy; the arena asks again when that grows).
 - ``address``, ``capacity``: where the block starts and how many bytes it has.
 - ``ensure(end) -> bool``: make bytes ``[0, end)`` usable; False if not.
 - ``trim(keep) -> int``: give back what lies past ``keep`` (lazy only).
