@@ -127,7 +127,9 @@ def test_checkpoint_is_hashable_and_opaque(arena_cls: Any) -> None:
     assert hash(first) == hash(first)
     assert {first: 1, second: 2}[first] == 1
     assert first == first and first != second
-    assert [name for name in dir(first) if not name.startswith("_")] == []
+    public = [name for name in dir(first) if not name.startswith("_")]
+    # (under mutation testing the class also holds mutmut's mangled copies, "xǁ...")
+    assert [name for name in public if "ǁ" not in name] == []
     assert repr(first).startswith("<Checkpoint")
     with pytest.raises(TypeError):
         pickle.dumps(first)

@@ -24,6 +24,8 @@ for module in "$@"; do
     patterns+=("linalloc.${module}.*")
 done
 
+command -v mutmut >/dev/null || { echo "mutmut is not installed: pip install 'mutmut>=3.3'" >&2; exit 2; }
+
 [ "${MUTATION_KEEP:-0}" = 1 ] || rm -rf mutants
 # mutmut puts ./mutants first on sys.path itself (child interpreters of the tests get
 # it from tests/conftest.py). A PYTHONPATH entry for it made before it exists would be
