@@ -19,7 +19,7 @@ import weakref
 from typing import Any
 
 import pytest
-from conftest import BUMP_KINDS, TYPED_KINDS, run_python
+from conftest import BUMP_KINDS, TYPED_KINDS, UNDER_MUTATION, run_python
 
 import linalloc
 from linalloc import BumpArena, TypedArena
@@ -630,6 +630,11 @@ def test_owner_cycle_is_collected_and_dropped_once(typed_cls: type) -> None:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc")
+@pytest.mark.skipif(
+    UNDER_MUTATION,
+    reason="mutation testing's trampolines allocate after a value is made, so a "
+    "MemoryError there loses a handed-out value the test cannot see",
+)
 @pytest.mark.parametrize(
     "with_drop",
     [False, True],
