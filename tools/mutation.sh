@@ -57,7 +57,8 @@ for line in open("mutants/results.txt"):
     counts[status] = counts.get(status, 0) + 1
     if status in ("survived", "suspicious", "timeout", "no tests"):
         survivors.append((name, status))
-killed = counts.get("killed", 0)
+# a mutant that crashed the test run (segfault) or failed type checking was caught too
+killed = sum(counts.get(s, 0) for s in ("killed", "segfault", "caught by type check"))
 checked = killed + sum(counts.get(s, 0) for s in ("survived", "suspicious", "timeout", "no tests"))
 print("\nmutants by status:", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
 if checked:
