@@ -9,7 +9,8 @@
 # two at a time, and the whole run stops after MUTATION_TIME_LIMIT seconds
 # (default 1800); mutants not reached by then are reported as not checked.
 # Prints the score (killed / checked) and every surviving mutant's diff.
-# Work files go to ./mutants (deleted first unless MUTATION_KEEP=1).
+# Work files go to ./mutants (deleted first unless MUTATION_KEEP=1). After adding
+# tests, MUTATION_RECHECK=1 runs again only the mutants that survived.
 set -u
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -26,6 +27,23 @@ done
 
 command -v mutmut >/dev/null || { echo "mutmut is not installed: pip install 'mutmut>=3.3'" >&2; exit 2; }
 
+# MUTATION_RECHECK=1: keep the last run's results and run again only the mutants that
+# survived it (after new tests), plus those of functions changed since (mutmut
+# compares each function's source).
+if [ "${MUTATION_RECHECK:-0}" = 1 ] && [ -d mutants ]; then
+    MUTATION_KEEP=1
+    mapfile -t recheck < <(mutmut results 2>/dev/null |
+        awk -F': ' '$2 ~ /survived|suspicious|no tests|not checked/ {gsub(/^ +/, "", $1); print $1}' |
+        python -c 'import fnmatch, sys; p = sys.argv[1:] or ["*"]
+for line in sys.stdin:
+    name = line.strip()
+    if any(fnmatch.fnmatch(name, x) for x in p): print(name)' "${patterns[@]+"${patterns[@]}"}")
+    run_names=("${recheck[@]+"${recheck[@]}"}")
+    echo "rechecking ${#run_names[@]} mutants"
+    [ "${#run_names[@]}" -gt 0 ] || run_names=("no-mutant-to-recheck")
+else
+    run_names=("${patterns[@]+"${patterns[@]}"}")
+fi
 [ "${MUTATION_KEEP:-0}" = 1 ] || rm -rf mutants
 # mutmut puts ./mutants first on sys.path itself (child interpreters of the tests get
 # it from tests/conftest.py). A PYTHONPATH entry for it made before it exists would be
@@ -35,7 +53,7 @@ export PYTHONPATH
 export PYTHONDONTWRITEBYTECODE=1
 
 timeout --signal=INT --kill-after=60 "$limit" \
-    mutmut run --max-children "$children" ${patterns[@]+"${patterns[@]}"}
+    mutmut run --max-children "$children" ${run_names[@]+"${run_names[@]}"}
 status=$?
 [ "$status" = 124 ] && echo "time limit of ${limit}s reached: the mutants not run are not checked"
 
@@ -55,11 +73,14 @@ for line in open("mutants/results.txt"):
     if not any(fnmatch.fnmatch(name, p) for p in patterns):
         continue
     counts[status] = counts.get(status, 0) + 1
-    if status in ("survived", "suspicious", "timeout", "no tests"):
+    if status in ("survived", "suspicious", "no tests"):
         survivors.append((name, status))
-# a mutant that crashed the test run (segfault) or failed type checking was caught too
-killed = sum(counts.get(s, 0) for s in ("killed", "segfault", "caught by type check"))
-checked = killed + sum(counts.get(s, 0) for s in ("survived", "suspicious", "timeout", "no tests"))
+# A mutant that crashed the tests (segfault), ran past its CPU-time limit (timeout:
+# mutmut limits CPU time, not wall time, so a busy machine does not cause one) or
+# failed type checking was caught too.
+caught = ("killed", "segfault", "timeout", "caught by type check")
+killed = sum(counts.get(s, 0) for s in caught)
+checked = killed + sum(counts.get(s, 0) for s in ("survived", "suspicious", "no tests"))
 print("\nmutants by status:", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
 if checked:
     print(f"mutation score: {killed}/{checked} killed = {100 * killed / checked:.1f}%")
