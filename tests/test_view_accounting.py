@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import sys
 from itertools import repeat
 from operator import getitem
 
@@ -65,3 +66,28 @@ def test_the_value_iterator_counts_as_the_arenas_own() -> None:
     assert part_views(part) == 1
     del kept
     assert part_views(part) == 0
+
+
+def test_the_constants_read_off_ctypes_and_lists_at_import_read_the_same_again() -> None:
+    # the key under which from_buffer keeps its source, for any from_buffer array
+    assert _views._from_buffer_key() == _views._SOURCE_KEY
+    array = (ctypes.c_int32 * 2).from_buffer(bytearray(8))
+    assert list(array._objects) == [_views._SOURCE_KEY]
+    # the references of an object that one list alone holds
+    assert _views._listed() == _views._LISTED
+    alone = [object()]
+    assert sum(map(sys.getrefcount, alone)) == _views._LISTED
+
+
+def test_ledger_index_finds_regions_by_identity() -> None:
+    part, _ = hand_made_part()
+    ledger = _views.Ledger()
+    assert ledger.index(None) == -1
+    ledger.open_region(0, part)
+    first = ledger.regions[0]
+    assert ledger.index(first) == 0
+    ledger.open_region(4, hand_made_part()[0])
+    second = ledger.regions[1]
+    assert (ledger.index(first), ledger.index(second)) == (0, 1)
+    assert ledger.index(_views.Region(0, part)) == -1  # equal in shape, not the same
+    assert ledger.index(None) == -1
