@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -43,6 +44,12 @@ def bump_cls(request: pytest.FixtureRequest) -> type:
 def typed_cls(request: pytest.FixtureRequest) -> type:
     """TypedArena and TypedArenaLazy: every typed test runs against both."""
     return request.param  # type: ignore[no-any-return]
+
+
+def stable_id(value: object) -> str:
+    """A test id for a parameter: its repr, less what differs between runs
+    (object addresses), so that a test can be selected again by its id."""
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(value))
 
 
 def run_python(

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 import pytest
+from conftest import stable_id
 
 from linalloc import Layout
 
@@ -144,7 +145,7 @@ def test_rounded_size_beyond_maxsize_is_value_error(size: int, align: int) -> No
         Layout.from_size_align(size, align)
 
 
-@pytest.mark.parametrize("bad", NOT_CTYPES, ids=repr)
+@pytest.mark.parametrize("bad", NOT_CTYPES, ids=stable_id)
 def test_new_and_array_refuse_non_ctypes(bad: Any) -> None:
     with pytest.raises(TypeError):
         Layout.new(bad)

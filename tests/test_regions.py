@@ -17,7 +17,7 @@ import weakref
 from typing import Any, Callable
 
 import pytest
-from conftest import run_in_thread
+from conftest import run_in_thread, stable_id
 
 import linalloc
 from linalloc import Checkpoint, Layout, address
@@ -601,7 +601,7 @@ def test_checkpoint_of_another_kind(arena_cls: Any) -> None:
             arena.rewind(foreign)
 
 
-@pytest.mark.parametrize("bad", [None, 0, "cp", object(), (0,)], ids=repr)
+@pytest.mark.parametrize("bad", [None, 0, "cp", object(), (0,)], ids=stable_id)
 def test_rewind_to_a_non_checkpoint(arena_cls: Any, bad: object) -> None:
     arena = make(arena_cls)
     value = new(arena)

@@ -10,7 +10,7 @@
 # (default 1800); mutants not reached by then are reported as not checked.
 # Prints the score (killed / checked) and every surviving mutant's diff.
 # Work files go to ./mutants (deleted first unless MUTATION_KEEP=1). After adding
-# tests, MUTATION_RECHECK=1 runs again only the mutants that survived.
+# tests, MUTATION_RECHECK=1 runs again only the mutants that survived or timed out.
 set -u
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -33,7 +33,7 @@ command -v mutmut >/dev/null || { echo "mutmut is not installed: pip install 'mu
 if [ "${MUTATION_RECHECK:-0}" = 1 ] && [ -d mutants ]; then
     MUTATION_KEEP=1
     mapfile -t recheck < <(mutmut results 2>/dev/null |
-        awk -F': ' '$2 ~ /survived|suspicious|no tests|not checked/ {gsub(/^ +/, "", $1); print $1}' |
+        awk -F': ' '$2 ~ /survived|suspicious|no tests|not checked|timeout/ {gsub(/^ +/, "", $1); print $1}' |
         python -c 'import fnmatch, sys; p = sys.argv[1:] or ["*"]
 for line in sys.stdin:
     name = line.strip()
@@ -75,9 +75,10 @@ for line in open("mutants/results.txt"):
     counts[status] = counts.get(status, 0) + 1
     if status in ("survived", "suspicious", "no tests"):
         survivors.append((name, status))
-# A mutant that crashed the tests (segfault), ran past its CPU-time limit (timeout:
-# mutmut limits CPU time, not wall time, so a busy machine does not cause one) or
-# failed type checking was caught too.
+# A mutant that crashed the tests (segfault), ran past its time limit (timeout) or
+# failed type checking was caught too. mutmut's limits are in CPU time and in wall
+# time (15x the tests' measured time): on a busy machine a slow start can pass the
+# wall limit, so MUTATION_RECHECK=1 runs the timeouts again too.
 caught = ("killed", "segfault", "timeout", "caught by type check")
 killed = sum(counts.get(s, 0) for s in caught)
 checked = killed + sum(counts.get(s, 0) for s in ("survived", "suspicious", "no tests"))
