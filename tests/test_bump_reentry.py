@@ -40,9 +40,10 @@ class _InterruptingVM:
         handler, self.handler = self.handler, None
         if handler is not None:
             try:
-                self.seen.append(handler())
+                self.seen.append(type(handler()).__name__)  # (the result is not kept)
             except RuntimeError as error:
-                self.seen.append(error)
+                # (its message only: the traceback would keep the frames of the call)
+                self.seen.append(("RuntimeError", str(error)))
         return self.vm.commit(addr, size)
 
     def __getattr__(self, name: str) -> Any:
@@ -72,8 +73,7 @@ def test_a_commit_of_alloc_uninit_slice_cannot_be_interrupted_by_an_allocation(
     name, handler = interruptions(arena)[which]
     seen = interrupt_next_commit(arena, handler)
     view = arena.alloc_uninit_slice(Layout(16, 8))
-    assert len(seen) == 1 and isinstance(seen[0], RuntimeError), (name, seen)
-    assert str(seen[0]) == BUSY
+    assert seen == [("RuntimeError", BUSY)], name
     assert view is not None and len(view) == 16 and linalloc.address(view) % 8 == 0
     assert arena.used == 16 and arena.committed == arena.commit_step
     assert arena.live_views() == 1
@@ -88,8 +88,7 @@ def test_a_commit_of_alloc_array_cannot_be_interrupted_by_an_allocation(which: i
     name, handler = interruptions(arena)[which]
     seen = interrupt_next_commit(arena, handler)
     row = arena.alloc_array(ctypes.c_int64, 3)
-    assert len(seen) == 1 and isinstance(seen[0], RuntimeError), (name, seen)
-    assert str(seen[0]) == BUSY
+    assert seen == [("RuntimeError", BUSY)], name
     assert row is not None and len(row) == 3 and ctypes.addressof(row) % 8 == 0
     row[:] = [1, 2, 3]
     assert arena.used == 24 and arena.live_views() == 1
@@ -107,8 +106,7 @@ def test_a_commit_of_grow_cannot_be_interrupted_by_an_allocation(which: int) -> 
     name, handler = interruptions(arena)[which]
     seen = interrupt_next_commit(arena, handler)
     grown = arena.grow(view, step + 4)
-    assert len(seen) == 1 and isinstance(seen[0], RuntimeError), (name, seen)
-    assert str(seen[0]) == BUSY
+    assert seen == [("RuntimeError", BUSY)], name
     assert grown is not None and len(grown) == step + 4
     assert linalloc.address(grown) == linalloc.address(view)
     assert bytes(grown[:4]) == b"abcd"
