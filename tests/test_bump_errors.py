@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import re
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -100,13 +100,14 @@ def test_closed_after_a_slow_path_still_says_closed(bump_cls: type) -> None:
     value = arena.alloc(ctypes.c_int64)
     del value
     arena.close()
-    for call in (
+    calls: list[Callable[[], object]] = [
         lambda: arena.alloc_uninit_slice(Layout(1)),
         lambda: arena.alloc_uninit_slice(Layout(0)),
         lambda: arena.alloc_copy(b"ab"),
         lambda: arena.alloc(ctypes.c_int64),
         lambda: arena.alloc_array(ctypes.c_int8, 2),
-    ):
+    ]
+    for call in calls:
         with pytest.raises(ValueError, match=exactly("arena is closed")):
             call()
     other = bump_cls(64)

@@ -170,14 +170,15 @@ def test_an_arena_closed_while_a_finalizer_allocates_stays_closed(cls: type) -> 
         gc.enable()
     assert len(seen) == 1
     assert arena.closed
-    for call in (
+    calls: list[Callable[[], object]] = [
         lambda: arena.alloc_uninit_slice(Layout(1)),
         lambda: arena.alloc_uninit_slice(Layout(0)),
         lambda: arena.alloc_copy(b"x"),
         lambda: arena.alloc(ctypes.c_int64),
         lambda: arena.alloc_array(ctypes.c_int8, 1),
         lambda: arena.grow(memoryview(bytearray(1)), 2),
-    ):
+    ]
+    for call in calls:
         with pytest.raises(ValueError, match=exactly("arena is closed")):
             call()
     # and another arena still refuses a reset while a view of it lives
