@@ -13,6 +13,7 @@ import weakref
 from typing import Any
 
 import pytest
+from conftest import run_python
 
 from linalloc import TypedArena, TypedArenaLazy
 
@@ -278,3 +279,69 @@ def test_held_memory_with_a_cycle_of_its_own_is_freed(typed_cls: type) -> None:
     assert new is not None and new.value == 3
     del new
     arena.close()
+
+
+# -- drop callbacks run at collection time that keep a value ----------------------------
+
+
+def test_value_kept_at_collection_keeps_the_lazy_reservation() -> None:
+    """The reservation's finalizer runs in the same collection: the release must wait."""
+    result = run_python(
+        """
+        import ctypes, gc, linalloc
+        from linalloc import _store
+        kept = []
+        class Owner:
+            def __init__(self):
+                self.arena = linalloc.TypedArenaLazy(ctypes.c_int64, 1 << 20, drop=self.release)
+            def release(self, value):
+                kept.append(value)
+        o = Owner()
+        for i in range(3):
+            o.arena.alloc(i)
+        del o
+        gc.collect()
+        assert sorted(v.value for v in kept) == [0, 1, 2]
+        kept[0].value = 12345  # the memory is still mapped
+        assert kept[0].value == 12345
+        kept.clear()
+        gc.collect()
+        assert not _store._WAITING  # released once the values are gone
+        print("done")
+        """
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["done"]
+
+
+def test_arena_brought_back_by_its_drop_callback_hands_out_no_kept_memory(
+    typed_cls: type,
+) -> None:
+    """(In a subprocess: on failure the kept value's memory is handed out, or unmapped.)"""
+    result = run_python(
+        f"""
+        import ctypes, gc, linalloc
+        kept = []
+        class Owner:
+            def __init__(self):
+                self.arena = linalloc.{typed_cls.__name__}(ctypes.c_int64, 8, drop=self.release)
+            def release(self, value):
+                kept.append((self, value))  # keeps the value and the owner
+        owner = Owner()
+        owner.arena.alloc(111)
+        del owner
+        gc.collect()
+        owner, old = kept[0]
+        kept.clear()
+        arena = owner.arena
+        assert arena.alloc(222) is None  # its memory stays with the kept value
+        assert arena.alloc_raw(222) is None
+        assert arena.alloc_many(1) is None
+        assert old.value == 111
+        arena.close()
+        assert old.value == 111
+        print("done")
+        """
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["done"]
