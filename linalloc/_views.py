@@ -577,6 +577,12 @@ def _carry_keepalives(old: Part, new: Part) -> bool:
     return True
 
 
+def _has_entries(array: Any) -> bool:
+    """Whether ``array._objects`` holds more than ``from_buffer``'s source."""
+    objects = array._objects
+    return bool(objects) and not (len(objects) == 1 and _SOURCE_KEY in objects)
+
+
 def reusable(part: Part, lo: int, hi: int) -> bool:
     """Whether ``part`` can serve again once the values made from it are freed.
 
@@ -588,6 +594,8 @@ def reusable(part: Part, lo: int, hi: int) -> bool:
     reusable, and the arena makes a fresh one, so the old dict lives exactly
     as long as something still holds it.
     """
+    if not any([_has_entries(array) for array in part.arrays.values()]):
+        return True  # (the common case: nothing was stored through a pointer)
     shared = _shared_dicts(_ours([part]), False)
     clean = True
     for array in part.arrays.values():
