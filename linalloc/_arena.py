@@ -268,10 +268,10 @@ class ArenaBase:
         """``BufferError`` if a view of the memory of ``regions[since:]`` is alive."""
         if self._views(since) > 0:
             lo, hi = self._memory_range()
-            cut = self._address_of(self._ledger.regions[since].start)
-            self._ledger.prune_keepalives(lo, hi, since, cut)
+            restore = self._ledger.prune_keepalives(lo, hi, since, self._address_of)
             live = collect_and_count(lambda: self._views(since))
             if live > 0:
+                restore()  # refused: nothing changes
                 what = "this arena" if since == 0 else "memory allocated after the checkpoint"
                 raise BufferError(
                     f"cannot {action}: {_views_text(live)} of {what} still alive (values, "

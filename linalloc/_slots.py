@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import sys
 from _operator import length_hint
+from _weakref import ref
 
 from ._store import array_type
 
@@ -187,12 +188,25 @@ class Dropper:
                 pass
             if n:
                 # A root made here does not refer to this object: a value the
-                # callback keeps keeps the memory, not a second drop.
-                root = self.store.root
+                # callback keeps keeps the memory, not a second drop. The
+                # reservation (lazy) is not released before this root is
+                # collected, even if its own finalizer ran in this collection.
+                store = self.store
+                root = store.root
+                reservation = getattr(store, "reservation", None)
+                if reservation is not None:
+                    reservation.pin_while(root)
+                kept = ref(root)
                 array = array_type(slot_type(self.ctype), n).from_buffer(root, self.offset)
                 del root
                 error = drop_values(drop, array, cursor, 0)
                 del array
+                if kept() is not None:
+                    # A callback kept a value (or brought the arena back to
+                    # life): the arena, if it lives on, hands out no memory.
+                    store.retired = True
+                    cursor.hi = 0
+                del store, kept
                 if error is not None:
                     raise error
         finally:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import mmap
 import sys
+from _weakref import ref
 
 from . import _vm
 
@@ -44,6 +45,9 @@ class EagerStore:
 
     lazy = False
     last_error: int | None = None
+    #: True once a typed arena's values were dropped at collection time while
+    #: a drop callback kept one: the memory is not handed out again
+    retired = False
 
     def __init__(self, capacity: int) -> None:
         if capacity > sys.maxsize:
@@ -67,7 +71,7 @@ class EagerStore:
         return root_over(self.address, self.capacity, self)
 
     def ensure(self, end: int) -> bool:
-        return end <= self.capacity
+        return end <= self.capacity and not self.retired
 
     def trim(self, keep: int) -> int:
         return 0
@@ -136,6 +140,11 @@ def root_over(address: int, size: int, owner: object) -> Any:
     return root
 
 
+#: Weak references whose callbacks unpin a reservation, by id (see
+#: ``Reservation.pin_while``; a weak reference to a ctypes object is not hashable).
+_WAITING: dict[int, Any] = {}
+
+
 class Reservation:
     """Reserved address space, released (``munmap``/``VirtualFree``) when collected.
 
@@ -146,6 +155,8 @@ class Reservation:
     collection time. In a collected cycle the finalizers run in no set order;
     if this one runs first while pinned, the release waits for the last
     dropper (:meth:`unpin`), so that drop callbacks never read released memory.
+    A root a dropper makes pins it too, until the root is collected
+    (:meth:`pin_while`): a value a drop callback keeps keeps the memory.
     """
 
     __slots__ = ("vm", "address", "size", "extent", "pins", "deferred", "__weakref__")
@@ -157,6 +168,21 @@ class Reservation:
         self.size = size
         self.extent = 0
         self.address: int = vm.reserve(size)  # (if this raises, __del__ has nothing to do)
+
+    def pin_while(self, obj: object) -> None:
+        """Do not release before ``obj`` has been collected (a root made at collection time).
+
+        A weak reference with a callback, kept in a module-level set so that
+        the callback runs even when ``obj`` dies in a collected cycle.
+        """
+        self.pins += 1
+
+        def gone(known: Any, reservation: Reservation = self) -> None:
+            _WAITING.pop(id(known), None)
+            reservation.unpin()
+
+        known = ref(obj, gone)
+        _WAITING[id(known)] = known
 
     def unpin(self) -> None:
         """A dropper is done; release now if the release was waiting for it."""
@@ -186,6 +212,7 @@ class LazyStore:
     """
 
     lazy = True
+    retired = False  # (as EagerStore's)
 
     def __init__(self, capacity: int) -> None:
         if capacity > sys.maxsize:
@@ -224,6 +251,8 @@ class LazyStore:
         return root_over(self.address, self.extent, self)
 
     def ensure(self, end: int) -> bool:
+        if self.retired:
+            return False
         if end <= self.committed:
             return True
         if end > self.capacity:
@@ -244,6 +273,8 @@ class LazyStore:
         return True
 
     def trim(self, keep: int) -> int:
+        if self.retired:
+            return 0  # (a value a drop callback kept may lie anywhere)
         keep = _round_up(keep, self.page)
         if keep >= self.committed:
             return 0

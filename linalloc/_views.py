@@ -80,7 +80,6 @@ from __future__ import annotations
 import ctypes
 import gc
 from _operator import getitem
-from _weakref import ref
 from itertools import repeat
 from sys import getrefcount
 
@@ -89,6 +88,7 @@ from ._store import root_over
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 
@@ -139,25 +139,25 @@ def part_views(part: Part) -> int:
 
 
 class Held:
-    """A part whose memory was freed while a view of it lived, held *weakly*.
+    """A part whose memory was freed while a view of it lived, held until none is left.
 
-    Nothing of the arena keeps its root and arrays any more: they live
-    exactly as long as a view does (and with them the keep-alive entries
-    ctypes stored for the freed values), so every reference they have is a
-    view's, but those of arrays to the root. Once none is left, nothing is.
+    The ledger keeps the part (its root and arrays) strongly, so its views
+    are counted as a listed part's are (:func:`part_views`): every reference
+    beyond the part's own is a view's, whatever the collector does. (Weak
+    references would be cleared while a cyclic value is collected, before a
+    finalizer may bring the value back to life.) Keep-alive entries of held
+    arrays that hold only held memory (all of it is freed at once) are
+    forgotten before a refusal (:meth:`Ledger.held_views`), so that a cycle
+    of pointers within held memory does not hold it for ever.
     """
 
-    __slots__ = ("refs",)
+    __slots__ = ("part",)
 
     def __init__(self, part: Part) -> None:
-        self.refs = [ref(part.root), *[ref(array) for array in part.arrays.values()]]
+        self.part = part
 
     def views(self) -> int:
-        alive = [obj for obj in [known() for known in self.refs] if obj is not None]
-        if not alive:
-            return 0
-        arrays = len(alive) - (self.refs[0]() is not None)
-        return sum(map(getrefcount, alive)) - _LISTED * len(alive) - arrays
+        return part_views(self.part)
 
 
 def _listed() -> int:
@@ -228,9 +228,29 @@ class Ledger:
     def held_views(self) -> int:
         """Live views of the held regions; forgets them once there are none."""
         count = sum([held.views() for held in self.held])
+        if count > 0:
+            self._prune_held()
+            count = sum([held.views() for held in self.held])
         if count <= 0:
             self.held = ()
         return count
+
+    def _prune_held(self) -> None:
+        """Forget the keep-alive entries of held arrays that hold only held memory.
+
+        Held memory is freed all at once, when no view of any of it is left:
+        a pointer from held memory into held memory needs no keeping. (Into
+        the arena's own memory it does: a value kept may follow it.)
+        """
+        parts = [held.part for held in self.held]
+        ours = _ours(parts)
+        shared = _shared_dicts(ours, True)
+        dicts = _dict_ids(ours)
+        lo = min([ctypes.addressof(part.root) for part in parts])
+        hi = max([ctypes.addressof(part.root) + len(part.root) for part in parts])
+        for part in parts:
+            for array in part.arrays.values():
+                _prune_dict(array, lo, hi, ours, dicts, shared, [])
 
     def index(self, region: Region | None) -> int:
         """Where ``region`` is among the regions (by identity), or -1."""
@@ -306,39 +326,237 @@ class Ledger:
 
     # -- ctypes keep-alives -----------------------------------------------------
 
-    def prune_keepalives(self, lo: int, hi: int, since: int, cut: int) -> None:
+    def prune_keepalives(
+        self, lo: int, hi: int, since: int, address_of: Callable[[int], int]
+    ) -> Callable[[], None]:
         """Forget keep-alive entries of the arena's arrays that hold only its own memory.
 
         Storing a pointer in a value (``node.next = ctypes.pointer(other)``), or a
         struct copied out of another value, makes ctypes keep the source in the
         array's ``_objects``. A source inside the arena needs no keeping (its
         memory lives as long as the array), yet the entry would count as a
-        live view for ever. ``[lo, hi)``: the arena's memory. Before a rewind
-        of ``regions[since:]``, the memory from ``cut`` on is about to be
-        freed: an entry of an earlier region that holds some of it is a
-        pointer from memory that stays into memory that goes, and is kept
-        (it stops the rewind until the field is cleared).
+        live view for ever. ``[lo, hi)``: the arena's memory; ``address_of``:
+        where a position's memory begins. Before a rewind of
+        ``regions[since:]``: an entry of a region that stays is forgotten only
+        if what it holds lies in that region or an earlier one (freed no
+        sooner than the pointer itself); an entry of a region to be freed, if
+        what it holds is based on the arena's current parts (held memory is
+        not). A dict another object shares (a by-value copy's keep-alive) is
+        never changed (see :func:`_shared_dicts`).
+
+        Returns what undoes the pruning, for a call that is refused after all:
+        each forgotten entry comes back as a view over the same memory, based
+        on the same array, so that a refused call changes no count a later
+        call relies on.
         """
         regions = self.regions
-        parts = [part for region in regions for part in region.parts]
-        ours = {id(obj) for part in parts for obj in (part.root, *part.arrays.values())}
+        now = _ours([part for region in regions for part in region.parts])
+        ours = {**now, **_ours([held.part for held in self.held])}
+        shared = _shared_dicts(ours, True)
+        dicts = _dict_ids(ours)
+        ends = [address_of(region.start) for region in regions[1:]]
+        undo: list[tuple[Any, Any, list[tuple[Part, Any, int, int]]]] = []
         for at, region in enumerate(regions):
-            end = cut if at < since else hi
+            # (what a region that stays points to must be the arena's own now;
+            # a region to be freed may point to held memory too)
+            end, known = (ends[at], now) if at < since else (hi, ours)
             for part in region.parts:
                 for array in part.arrays.values():
-                    objects = array._objects
-                    if not objects:
-                        continue
-                    for key, entry in list(objects.items()):
-                        if key != _SOURCE_KEY and _arena_only(entry, lo, end, ours, {id(objects)}):
-                            del objects[key]
-        del parts, regions
+                    _prune_dict(array, lo, end, known, dicts, shared, undo)
+        del regions, now, ours, known
+
+        def restore() -> None:
+            for objects, key, reached in undo:
+                if key not in objects:
+                    objects[key] = tuple([_view_of(*where) for where in reached])
+            undo.clear()
+
+        return restore
+
+
+def _prune_dict(
+    array: Any,
+    lo: int,
+    hi: int,
+    ours: dict[int, tuple[Part, Any]],
+    dicts: set[int],
+    shared: set[int],
+    undo: list[tuple[Any, Any, list[tuple[Part, Any, int, int]]]],
+) -> None:
+    """Delete the entries of ``array._objects`` holding only the arena's memory in ``[lo, hi)``.
+
+    ``dicts``: the ids of the ``_objects`` dicts of the arena's arrays (an
+    entry that holds one holds nothing that array does not: its entries are
+    pruned, or kept, on their own).
+    """
+    objects = array._objects
+    if not objects or id(objects) in shared:
+        return
+    for key, entry in list(objects.items()):
+        reached: list[tuple[Part, Any, int, int]] = []
+        if key != _SOURCE_KEY and _arena_only(entry, lo, hi, ours, {*dicts}, reached):
+            del objects[key]
+            undo.append((objects, key, reached))
+
+
+def _ours(parts: list[Part]) -> dict[int, tuple[Part, Any]]:
+    """id of each root and array of ``parts`` -> (its part, its key; None for the root)."""
+    ours: dict[int, tuple[Part, Any]] = {}
+    for part in parts:
+        ours[id(part.root)] = (part, None)
+        for key, array in part.arrays.items():
+            ours[id(array)] = (part, key)
+    return ours
+
+
+def _dict_ids(ours: dict[int, tuple[Part, Any]]) -> set[int]:
+    """The ids of the ``_objects`` dicts of the arrays ``ours`` lists."""
+    ids = set()
+    for part, key in ours.values():
+        if key is not None:
+            ids.add(id(part.arrays[key]._objects))
+    return ids
+
+
+def _view_of(part: Part, key: Any, address: int, size: int) -> Any:
+    """A ``c_char`` array over ``[address, address + size)``, made from a part's object."""
+    base = part.root if key is None else part.arrays[key]
+    offset = address - ctypes.addressof(base)
+    return (ctypes.c_char * size).from_buffer(base, offset)
+
+
+def _refcounts(objs: list[Any]) -> list[int]:
+    """The reference counts of objects held by one list only (as :data:`_LISTED_ONE` reads them)."""
+    return list(map(getrefcount, objs))
+
+
+_LISTED_ONE = _refcounts([bytearray()])[0]
+
+
+def _calibrate_dict() -> int:
+    """The references an array's ``_objects`` dict has from the array alone."""
+    array: Any = (ctypes.c_char * 1).from_buffer(bytearray(1))
+    objs = [array._objects]
+    return _refcounts(objs)[0] - _LISTED_ONE
+
+
+_DICT_OWN = _calibrate_dict()
+
+
+def _owner_of(ours: dict[int, tuple[Part, Any]]) -> object:
+    """The store of the arena whose objects ``ours`` lists (None if none)."""
+    for part, key in ours.values():
+        if key is None:
+            return getattr(part.root, "_linalloc_owner", None)
+    return None
+
+
+def _other_arena_dict(container: Any, store: object) -> bool:
+    """Whether ``container`` is the ``_objects`` dict of an array of another arena."""
+    if type(container) is not dict:
+        return False
+    source = container.get(_SOURCE_KEY)
+    owner = getattr(source.obj, "_linalloc_owner", None) if type(source) is memoryview else None
+    return owner is not None and owner is not store
+
+
+def _from_other_arenas(objects: Any, store: object, met: dict[int, int]) -> int:
+    """References to ``objects`` from other arenas' arrays' dicts not ``met`` yet.
+
+    (``gc.get_referrers``: only for a dict whose references are not all explained.)
+    """
+    count = 0
+    for referrer in gc.get_referrers(objects):
+        if id(referrer) not in met and _other_arena_dict(referrer, store):
+            count += sum([item is objects for item in referrer.values()])
+    return count
+
+
+def _containers_in(container: Any) -> list[Any]:
+    """The dicts and tuples a dict (its values) or a tuple holds."""
+    items = container.values() if isinstance(container, dict) else container
+    return [item for item in items if isinstance(item, (dict, tuple))]
+
+
+def _shared_dicts(ours: dict[int, tuple[Part, Any]], lenient: bool) -> set[int]:
+    """The ids of the ``_objects`` dicts of the arena's arrays that something else reaches.
+
+    ctypes puts an array's whole ``_objects`` dict into the keep-alives of a
+    struct copied by value out of it (and of a pointer to one of its
+    values): deleting an entry of it would take the keep-alive away from the
+    copy too, whose memory (outside the arena) does not go with the arena's.
+    A dict is *not* shared when every reference to it is the array's own or
+    comes from the keep-alive graph of the arena's arrays, through
+    containers (dicts, tuples) that nothing else refers to either. Read off
+    the reference counts; over-counting a dict as shared is the safe side
+    (its entries stay, and count as views).
+
+    ``lenient``: references from the dicts of other arenas' arrays (a struct
+    copied by value into another arena's value) do not make a dict shared,
+    so that arenas that copy values from each other can still be reset (as
+    before; a gap left: the pointers such a copy holds into this arena are
+    not kept).
+    """
+    objs: list[Any] = []  # every container met, once
+    index: dict[int, int] = {}
+    found: list[int] = []  # references from the arena's dicts and the containers met
+    children: list[list[int]] = []
+    for part, key in ours.values():
+        if key is not None:
+            objects = part.arrays[key]._objects
+            if isinstance(objects, dict) and id(objects) not in index:
+                index[id(objects)] = len(objs)
+                objs.append(objects)
+                found.append(0)
+                children.append([])
+            del objects
+    mine = len(objs)
+    at = 0
+    while at < len(objs):
+        for kid in _containers_in(objs[at]):
+            where = index.get(id(kid))
+            if where is None:
+                where = index[id(kid)] = len(objs)
+                objs.append(kid)
+                found.append(0)
+                children.append([])
+            found[where] += 1
+            children[at].append(where)
+        at += 1
+    kid = None  # (the last one met must not be counted)
+    counts = _refcounts(objs)
+    excess = [
+        counts[k] - _LISTED_ONE - (_DICT_OWN if k < mine else 0) - found[k]
+        for k in range(len(objs))
+    ]
+    external = [extra > 0 for extra in excess]
+    if lenient and any(external):
+        store = _owner_of(ours)
+        for k in range(len(objs)):
+            if not external[k]:
+                continue
+            if k < mine:
+                external[k] = excess[k] > _from_other_arenas(objs[k], store, index)
+            else:
+                external[k] = not _other_arena_dict(objs[k], store)
+    del objs
+    # What an external container refers to is reached from outside too.
+    stack = [k for k in range(len(external)) if external[k]]
+    while stack:
+        for kid in children[stack.pop()]:
+            if not external[kid]:
+                external[kid] = True
+                stack.append(kid)
+    return {key for key, k in index.items() if k < mine and external[k]}
 
 
 def _carry_keepalives(old: Part, new: Part) -> bool:
     """Copy the keep-alive entries of ``old``'s arrays into ``new``'s; False if one has no twin.
 
-    The entries are copied, not moved: ``old``'s dicts may be shared.
+    The entries are copied, not moved: ``old``'s dicts may be shared. An
+    entry never replaces one the twin has for the same key (which of the two
+    is newer is not known: a part carried earlier may hold an older entry
+    than a part kept for longer): the twin then keeps both.
     """
     for key, array in old.arrays.items():
         objects = array._objects
@@ -347,61 +565,111 @@ def _carry_keepalives(old: Part, new: Part) -> bool:
         twin = new.arrays.get(key)
         if twin is None:
             return False
-        twin._objects.update(
-            {name: entry for name, entry in objects.items() if name != _SOURCE_KEY}
-        )
+        mine = twin._objects
+        for name, entry in list(objects.items()):
+            if name == _SOURCE_KEY:
+                continue
+            present = mine.get(name)
+            if present is None:
+                mine[name] = entry
+            elif present is not entry:
+                mine[name] = (present, entry)
     return True
+
+
+def _has_entries(array: Any) -> bool:
+    """Whether ``array._objects`` holds more than ``from_buffer``'s source."""
+    objects = array._objects
+    return bool(objects) and not (len(objects) == 1 and _SOURCE_KEY in objects)
 
 
 def reusable(part: Part, lo: int, hi: int) -> bool:
     """Whether ``part`` can serve again once the values made from it are freed.
 
-    Its arrays' keep-alive entries (all of freed values) must go. Entries that
-    hold only the arena's own memory (``[lo, hi)``) are deleted here. Any
-    other entry may be shared: ctypes puts an array's whole ``_objects`` dict
-    into the keep-alives of every struct copied out of it, and the copy needs
-    what it keeps. Such a dict is not changed; the part is not reusable, and
-    the arena makes a fresh one, so the old dict lives exactly as long as
-    something still holds it.
+    Its arrays' keep-alive entries (all of freed values) must go. A dict
+    nothing else reaches is emptied here (but for ``from_buffer``'s source).
+    One that is shared (see :func:`_shared_dicts`: ctypes puts an array's
+    whole ``_objects`` dict into the keep-alives of every struct copied out
+    of it, and the copy needs what it keeps) is not changed; the part is not
+    reusable, and the arena makes a fresh one, so the old dict lives exactly
+    as long as something still holds it.
     """
-    ours = {id(obj) for obj in (part.root, *part.arrays.values())}
+    if not any([_has_entries(array) for array in part.arrays.values()]):
+        return True  # (the common case: nothing was stored through a pointer)
+    shared = _shared_dicts(_ours([part]), False)
     clean = True
     for array in part.arrays.values():
         objects = array._objects
         if not objects:
             continue
-        for key, entry in list(objects.items()):
-            if key == _SOURCE_KEY:
-                continue
-            if _arena_only(entry, lo, hi, ours, {id(objects)}):
+        if id(objects) in shared:
+            clean = False
+            continue
+        for key in list(objects):
+            if key != _SOURCE_KEY:
                 del objects[key]
-            else:
-                clean = False
+        del objects
     return clean
 
 
-def _arena_only(entry: Any, lo: int, hi: int, ours: set[int], seen: set[int]) -> bool:
-    """True if a keep-alive entry holds nothing but memory in ``[lo, hi)``.
+def _top(cdata: Any) -> Any:
+    """The ctypes object that owns ``cdata``'s memory (following ``_b_base_``)."""
+    while True:
+        base = cdata._b_base_
+        if base is None:
+            return cdata
+        cdata = base
 
-    ``ours``: the ids of the arena's roots and arrays (memoryviews of them are its own).
+
+def _arena_only(
+    entry: Any,
+    lo: int,
+    hi: int,
+    ours: dict[int, tuple[Part, Any]],
+    seen: set[int],
+    reached: list[tuple[Part, Any, int, int]],
+) -> bool:
+    """True if a keep-alive entry holds nothing but the arena's memory in ``[lo, hi)``.
+
+    ``ours``: the arena's roots and arrays by id (memoryviews of them, and
+    ctypes objects based on them, are its own). ``reached``: gets (part,
+    key, address, size) of each piece of the arena's memory the entry holds.
     """
     if entry is None or id(entry) in seen:
         return True
     seen.add(id(entry))
     if isinstance(entry, dict):
-        return all(_arena_only(item, lo, hi, ours, seen) for item in entry.values())
+        return all(_arena_only(item, lo, hi, ours, seen, reached) for item in entry.values())
     if isinstance(entry, tuple):  # (a pointer field set from an array: its _objects, itself)
-        return all(_arena_only(item, lo, hi, ours, seen) for item in entry)
+        return all(_arena_only(item, lo, hi, ours, seen, reached) for item in entry)
     if isinstance(entry, memoryview):
         # a view of one of this arena's roots, or of another arena's: what it
         # keeps alive is memory, which every value of that arena keeps anyway
-        return id(entry.obj) in ours or hasattr(entry.obj, "_linalloc_owner")
+        where = ours.get(id(entry.obj))
+        if where is not None:
+            whole: Any = entry.obj
+            reached.append((*where, ctypes.addressof(whole), ctypes.sizeof(whole)))
+            return True
+        return hasattr(entry.obj, "_linalloc_owner")
     if isinstance(entry, _CData):
         cdata: Any = entry
         start = ctypes.addressof(cdata)
-        if not lo <= start <= start + ctypes.sizeof(cdata) <= hi:
+        size = ctypes.sizeof(cdata)
+        if not lo <= start <= start + size <= hi:
             return False
-        return _arena_only(cdata._objects, lo, hi, ours, seen)
+        # Based on one of the current parts' objects: by ``_b_base_``, or made
+        # by ``from_buffer`` over one. Memory the arena holds (freed, still
+        # viewed) lies in the same range, but is not its own any more.
+        top = _top(cdata)
+        where = ours.get(id(top))
+        if where is None:
+            objects = top._objects
+            source = objects.get(_SOURCE_KEY) if isinstance(objects, dict) else None
+            where = ours.get(id(source.obj)) if isinstance(source, memoryview) else None
+            if where is None:
+                return False
+        reached.append((*where, start, size))
+        return _arena_only(cdata._objects, lo, hi, ours, seen, reached)
     return False
 
 
