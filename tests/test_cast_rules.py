@@ -19,10 +19,14 @@ from linalloc import BumpArena, TypedArena, address
 
 
 def _refusal(kind: str) -> str:
-    return "^" + re.escape(
-        "cast() takes a ctypes object, a byref() of one or a memoryview, "
-        f"not {kind} (ctypes.cast of an int keeps nothing alive anyway)"
-    ) + "$"
+    return (
+        "^"
+        + re.escape(
+            "cast() takes a ctypes object, a byref() of one or a memoryview, "
+            f"not {kind} (ctypes.cast of an int keeps nothing alive anyway)"
+        )
+        + "$"
+    )
 
 
 @pytest.mark.parametrize(
