@@ -33,7 +33,7 @@ from ._slots import NOTHING, Cursor, Dropper, Window, drop_values, slot_type
 from ._store import array_type as array_type_of
 from ._store import exact_array_type
 from ._values import convert, init_error
-from ._views import Part
+from ._views import _SOURCE_KEY, Part
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
@@ -71,6 +71,43 @@ _SLOTS = "slots"
 #: Never holds anything: ``alloc()`` through this goes to the slow path.
 _EMPTY: list[Any] = []
 _EMPTY_POP = _EMPTY.pop
+
+
+#: The key, in a slot array's ``_objects``, of the arrays made over it whose
+#: keep-alives it takes over when they die (ctypes' own keys are hex numbers
+#: joined by ``:``, and ``_SOURCE_KEY``).
+_WATCH = "linalloc:arrays"
+
+
+def _take_over_keepalives(objects: dict[str, Any], first: int, arena: Any) -> None:
+    """Move the keep-alives of a dying array over slots from ``first`` on to the slot arrays.
+
+    ``objects``: the array's ``_objects``. ctypes names an entry by the path
+    of the field stored, the last part the index of the element in the
+    array: the same entry, stored through the slot array, is named with the
+    slot's index there. It goes into the slot array its values come from
+    (the newest of its region's, so that a rewind frees it with its region),
+    or, once the arena is gone, the one the array was made over. An entry the
+    slot array already has is kept beside the new one (one of them was stored
+    last; both stay alive).
+    """
+    source = objects[_SOURCE_KEY].obj  # (the slot array the array was made over)
+    for key, entry in list(objects.items()):
+        if key == _SOURCE_KEY or entry is None:
+            continue
+        head, colon, last = key.rpartition(":")
+        try:
+            slot = int(last, 16) + first
+        except ValueError:  # pragma: no cover - not a key ctypes makes
+            source._objects[f"linalloc:{id(entry)}"] = entry
+            continue
+        target = source
+        if arena is not None and not arena._closed:
+            target = arena._slots_at(slot)
+        kept = target._objects
+        name = f"{head}{colon}{slot:x}"
+        old = kept.get(name)
+        kept[name] = entry if old is None or old is entry else (old, entry)
 
 
 def _skipping(
@@ -466,6 +503,31 @@ class TypedArena(ArenaBase, _Generic[T]):
         else:
             self._dead.add(k)
 
+    def _watch(self, array: Any, first: int) -> Any:
+        """``array`` (made with ``from_buffer`` over a slot array, slot ``first`` on).
+
+        ctypes keeps the target of a pointer stored through such an array in
+        the array's own ``_objects``, not in the slot array: when the array
+        died, the values (which the arena still hands out by iterating) would
+        point at freed memory. So when it dies, its keep-alives go to the slot
+        arrays (see :func:`_take_over_keepalives`). The weak reference that
+        calls back lives in the slot array's ``_objects``: it outlives the
+        array even when a cycle holds the array (the collector then calls it
+        too), and nothing of it refers to the slot array but the array's own
+        ``_objects``. Only for types that hold pointers.
+        """
+        objects = array._objects
+        watched = objects[_SOURCE_KEY].obj._objects.setdefault(_WATCH, {})
+        arena = ref(self)
+
+        def dead(weak: Any) -> None:
+            watched.pop(id(weak), None)  # (once empty, the pruning forgets it)
+            _take_over_keepalives(objects, first, arena())
+
+        weak = ref(array, dead)
+        watched[id(weak)] = weak
+        return array
+
     def alloc_raw(self, value: Any) -> T | None:
         """Store a copy of ``value`` in the next slot; return the value living there.
 
@@ -608,6 +670,8 @@ class TypedArena(ArenaBase, _Generic[T]):
                     del slots
                 else:
                     memoryview(array).cast("B")[:] = memoryview(fill).cast("B")
+                if self._pointers:
+                    self._watch(array, k)
             except BaseException:
                 del array  # (the traceback keeps this frame: it must not keep a view)
                 slots = None
@@ -767,7 +831,8 @@ class TypedArena(ArenaBase, _Generic[T]):
         n = self._cursor.count()
         if not self._size:
             return exact_array_type(self._ctype, n).from_buffer(self._part.root, self._offset)
-        return exact_array_type(self._ctype, n).from_buffer(self._slots_at(n - 1))
+        array = exact_array_type(self._ctype, n).from_buffer(self._slots_at(n - 1))
+        return self._watch(array, 0) if self._pointers else array
 
     # -- dropping ----------------------------------------------------------
 
