@@ -18,6 +18,7 @@ import sys
 from typing import Any, Callable
 
 import pytest
+from conftest import run_python
 
 import linalloc
 from linalloc import Layout
@@ -476,3 +477,111 @@ def test_constructor_checkpoint_then_failure_keeps_len(typed_cls: type) -> None:
     del second
     arena.reset()
     assert sorted(dropped) == [1, 2]  # the failed slot is never dropped
+
+
+# -- 9. pointers stored through an array that alloc_many/as_array returned ----
+
+
+class Target(ctypes.Structure):
+    _fields_ = [("payload", ctypes.c_int64 * 4)]
+
+
+class Node(ctypes.Structure):
+    _fields_ = [("n", ctypes.c_int64), ("p", ctypes.POINTER(Target))]
+
+
+class Outer(ctypes.Structure):
+    _fields_ = [("tag", ctypes.c_int64), ("inner", Node * 2)]
+
+
+def _array_of(arena: Any, how: str) -> Any:
+    if how == "alloc_many":
+        arena.alloc()
+        return arena.alloc_many(2)
+    if how == "alloc_extend":
+        return arena.alloc_extend([(1, None), (2, None)])
+    arena.alloc()
+    arena.alloc()
+    return arena.as_array()
+
+
+@pytest.mark.parametrize("cycle", [False, True], ids=["dropped", "in_a_cycle"])
+@pytest.mark.parametrize("how", ["alloc_many", "alloc_extend", "as_array"])
+def test_pointer_stored_through_array_outlives_the_array(
+    typed_cls: type, how: str, cycle: bool
+) -> None:
+    import gc
+    import weakref
+
+    arena = typed_cls(Node, 8)
+    array = _array_of(arena, how)
+    target = Target()
+    target.payload[3] = 77
+    array[-1].p = ctypes.pointer(target)
+    gone = weakref.ref(target)
+    if cycle:  # (the collector frees the array)
+        box: list[object] = [array]
+        box.append(box)
+        del box
+    del target, array
+    gc.collect()
+    assert gone() is not None  # the value in the arena still points at it
+    assert arena.live_views() == 0
+    value = list(arena)[-1]
+    assert value.p.contents.payload[3] == 77
+    del value
+    arena.reset()  # the values are freed: so is what they kept
+    gc.collect()
+    assert gone() is None
+
+
+def test_nested_pointer_through_array_goes_to_its_slot(typed_cls: type) -> None:
+    import gc
+    import weakref
+
+    arena = typed_cls(Outer, 8)
+    arena.alloc()
+    cp = arena.checkpoint()
+    arena.alloc()
+    array = arena.as_array()  # spans both regions
+    first, second = Target(), Target()
+    array[0].inner[1].p = ctypes.pointer(first)
+    array[1].inner[0].p = ctypes.pointer(second)
+    kept = weakref.ref(first), weakref.ref(second)
+    del first, second, array
+    gc.collect()
+    assert all(k() is not None for k in kept)
+    arena.rewind(cp)  # frees the second value, and what it kept
+    gc.collect()
+    assert kept[0]() is not None and kept[1]() is None
+    assert next(iter(arena)).inner[1].p.contents.payload[0] == 0
+
+
+def test_pointer_through_dead_array_never_dangles(typed_cls: type) -> None:
+    """In a fresh interpreter: the target freed and reused would crash the write."""
+    result = run_python(
+        f"""
+        import ctypes, gc, linalloc
+        BIG = ctypes.c_char * (1 << 22)
+        class Node(ctypes.Structure):
+            _fields_ = [("n", ctypes.c_int64), ("p", ctypes.POINTER(BIG))]
+        for how in ("many", "as_array"):
+            arena = linalloc.{typed_cls.__name__}(Node, 8)
+            if how == "many":
+                arr = arena.alloc_many(2)
+            else:
+                arena.alloc(); arena.alloc()
+                arr = arena.as_array()
+            arr[0].p = ctypes.pointer(BIG())
+            del arr
+            gc.collect()
+            junk = [bytes(1 << 22) for _ in range(4)]
+            v = next(iter(arena))
+            v.p.contents[0] = b"Z"
+            v.p.contents[(1 << 22) - 1] = b"Z"
+            del v, junk
+        print("ok")
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
