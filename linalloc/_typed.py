@@ -564,29 +564,33 @@ class TypedArena(ArenaBase, _Generic[T]):
                 raise _closed_error()
             # The slot first, then the store into it: code run in between (by
             # the store itself: ``__index__``) cannot take the same slot.
+            taken: Any = None
             try:
-                taken = self._take()
-            except (IndexError, StopIteration):  # the window is used up
-                if not self._open_window():
-                    return None
-                taken = self._take()
-            except MemoryError:  # making the value: its index was taken all the same
-                self._take = _EMPTY_POP  # (before the count is read)
-                self._restart(cursor.count() - 1)
-                raise
-            k = (ctypes.addressof(taken) - self._root_address()) // self._size
-            try:
+                try:
+                    taken = self._take()
+                except (IndexError, StopIteration):  # the window is used up
+                    if not self._open_window():
+                        return None
+                    taken = self._take()
+                except MemoryError:  # making the value: its index was taken all the same
+                    self._take = _EMPTY_POP  # (before the count is read)
+                    self._restart(cursor.count() - 1)
+                    raise
+                k = (ctypes.addressof(taken) - self._root_address()) // self._size
                 self._part.arrays[_SLOTS][k] = converted
+                return taken  # type: ignore[no-any-return]
             except BaseException:
-                # Storing ran the value's code again and it raised: give the
-                # slot back, and what opening the window committed (rule 6).
-                del taken
-                self._halt()
-                self._give_back(k)
+                # Storing ran the value's code again and it raised (or an
+                # interrupt landed): give the slot back, and what opening the
+                # window committed (rule 6).
+                if taken is not None:
+                    k = (ctypes.addressof(taken) - self._root_address()) // self._size
+                    taken = None
+                    self._halt()
+                    self._give_back(k)
                 if self._store.committed != committed:
                     self._uncommit(committed)
                 raise
-            return taken  # type: ignore[no-any-return]
         finally:
             self._busy = None
             del token
@@ -672,6 +676,7 @@ class TypedArena(ArenaBase, _Generic[T]):
                     memoryview(array).cast("B")[:] = memoryview(fill).cast("B")
                 if self._pointers:
                     self._watch(array, k)
+                return array  # (an interrupt before this line gives the slots back)
             except BaseException:
                 del array  # (the traceback keeps this frame: it must not keep a view)
                 slots = None
@@ -679,7 +684,6 @@ class TypedArena(ArenaBase, _Generic[T]):
                 if self._store.committed != committed:
                     self._uncommit(committed)
                 raise
-            return array
         finally:
             self._busy = None
             del token
