@@ -646,47 +646,54 @@ class TypedArena(ArenaBase, _Generic[T]):
         array_type = exact_array_type(self._ctype, n)
         committed = self._store.committed
         token = self._begin("change")  # no re-entry (a finalizer) while the window changes
+        k = -1  # (the first slot, once the slots are counted)
         try:
             self._busy = ref(token)
             self._halt()
-            k = cursor.count()  # (read now: nothing can take a slot until the end)
-            if n > self._capacity - k:
+            first = cursor.count()  # (read now: nothing can take a slot until the end)
+            if n > self._capacity - first:
+                self._busy = None
                 return None
             self._refuse_if_held()
-            if k + n > cursor.hi:
-                if not self._extend_to(k + n):
-                    if self._store.committed != committed:
-                        self._uncommit(committed)
-                    return None
-            if k < cursor.dirty and (zero or self._pointers):
-                size = self._size
-                end = min(k + n, cursor.dirty)
-                ctypes.memset(self._root_address() + k * size, 0, (end - k) * size)
-            array = array_type.from_buffer(self._part.arrays[_SLOTS], k * self._size)
-            try:
-                cursor.win = Window(k + n, NOTHING)  # counted from here
-                if fill is None or not n:
-                    pass
-                elif type(fill) is list:
-                    slots = self._part.arrays[_SLOTS]
-                    for i, item in enumerate(fill, k):
-                        slots[i] = item
-                    del slots
-                else:
-                    memoryview(array).cast("B")[:] = memoryview(fill).cast("B")
-                if self._pointers:
-                    self._watch(array, k)
-                return array  # (an interrupt before this line gives the slots back)
-            except BaseException:
-                del array  # (the traceback keeps this frame: it must not keep a view)
-                slots = None
-                self._restart(k)  # (the slots are dirty from here on: zeroed when reused)
+            if first + n > cursor.hi and not self._extend_to(first + n):
                 if self._store.committed != committed:
                     self._uncommit(committed)
-                raise
-        finally:
+                self._busy = None
+                return None
+            if first < cursor.dirty and (zero or self._pointers):
+                size = self._size
+                end = min(first + n, cursor.dirty)
+                ctypes.memset(self._root_address() + first * size, 0, (end - first) * size)
+            array = array_type.from_buffer(self._part.arrays[_SLOTS], first * self._size)
+            k = first  # (first: an interrupt after the next line gives the slots back)
+            cursor.win = Window(k + n, NOTHING)  # counted from here
+            if fill is None or not n:
+                pass
+            elif type(fill) is list:
+                slots = self._part.arrays[_SLOTS]
+                for i, item in enumerate(fill, k):
+                    slots[i] = item
+                del slots
+            else:
+                memoryview(array).cast("B")[:] = memoryview(fill).cast("B")
+            if self._pointers:
+                self._watch(array, k)
+            # No ``finally``: its lines would run after the slots are counted,
+            # and an interrupt landing there would lose them. An interrupt
+            # before ``return`` gives them back.
             self._busy = None
-            del token
+            return array
+        except BaseException:
+            self._busy = ref(token)
+            try:
+                array = slots = None  # (the traceback keeps this frame: no view)
+                if k >= 0:
+                    self._restart(k)  # (the slots are dirty from here on: zeroed when reused)
+                if self._store.committed != committed:
+                    self._uncommit(committed)
+            finally:
+                self._busy = None
+            raise
 
     def alloc_extend(self, items: Iterable[Any]) -> Array[T] | None:
         """A ``ctype * k`` array holding a copy of each of the ``k`` items, in order.
