@@ -154,9 +154,17 @@ class ArenaBase:
 
     The allocation algorithm (``_bump``, ``_typed``) provides the hooks:
     ``_make_part`` (a new part over the store's current root), ``_switch_part``
-    (make it the one values come from), ``_close_window`` (give back values
-    made ahead), ``_ahead`` (how many there are), ``_position``,
-    ``_set_position``, ``_drop_after`` and ``_release``.
+    (make it the one values come from), ``_halt`` (stop the hot paths and
+    give back values made ahead), ``_ahead`` (how many there are),
+    ``_position``, ``_set_position``, ``_drop_after`` and ``_release``.
+
+    Every call that changes the arena's state follows one order: ``_begin``
+    (refused if the arena is busy), then, first thing inside its ``try``, the
+    store of ``_busy``, then ``_halt()``; its ``finally`` sets ``_busy``
+    back. From the store on, code that runs in the middle of the call (a
+    finalizer run by the collector, a signal handler, a trace function)
+    cannot allocate: the hot paths go to the slow paths, which check
+    ``_busy``. So the position ``_halt`` reads is exact and stays so.
     """
 
     _store_type: Any = EagerStore
@@ -195,24 +203,27 @@ class ArenaBase:
     def _switch_part(self, part: Part) -> None:
         self._part = part
 
-    def _close_window(self) -> None:
-        """Give back the values made ahead; raises ``ValueError`` if closed."""
-
     def _halt(self) -> None:
-        """Send every allocation, hot paths included, to a path that checks ``_busy``."""
+        """Send every allocation, hot paths included, to a path that checks ``_busy``,
+        and give back the values made ahead (the position is exact from here on).
+
+        Call it once the arena is marked busy. Raises ``ValueError`` if the
+        arena is closed (code that ran before the mark may have closed it).
+        """
 
     def _begin(self, kind: str, nested: bool = False) -> Busy:
-        """Mark the arena busy (``"change"``, or ``"drop"`` while drop callbacks run).
+        """A token to mark the arena busy (``"change"``, or ``"drop"`` while drop callbacks run).
 
-        Keep the token in a local variable for as long as the call runs, and
-        set ``_busy`` back in a ``finally``. Raises if already busy, unless
-        ``nested``.
+        Raises if already busy, unless ``nested``. The caller stores
+        ``ref(token)`` in ``_busy`` as the first line of its ``try``, keeps
+        the token in a local variable for as long as the call runs, and sets
+        ``_busy`` back in the ``finally``: an exception or a signal landing
+        anywhere (a ``KeyboardInterrupt`` in the middle of this method
+        included) cannot leave the arena marked busy once the call is over.
         """
         if not nested and self._busy_kind() is not None:
             raise_busy()
-        token = Busy(kind)
-        self._busy = ref(token)
-        return token
+        return Busy(kind)
 
     def _busy_kind(self) -> str | None:
         busy = self._busy
@@ -296,7 +307,11 @@ class ArenaBase:
 
         A checkpoint holds no reference to the arena's memory. Views made
         after it of memory allocated before it (a value got by iterating, say)
-        do not stop a rewind to it.
+        do not stop a rewind to it. Taken by the constructor of a value being
+        allocated (``TypedArena.alloc(*args)``), it counts that value's slot:
+        if the constructor then raises, the slot stays used (see ``alloc``).
+        Refused with ``RuntimeError`` while the arena is busy (from a drop
+        callback, or from code run in the middle of another of its calls).
 
         >>> from linalloc import BumpArena, Layout
         >>> arena = BumpArena(64)
@@ -308,17 +323,24 @@ class ArenaBase:
         8
         """
         self._enter_mut()
-        self._close_window()
-        position = self._position()
-        ledger = self._ledger
-        if ledger.regions[-1].start != position:
-            part = self._make_part()
-            ledger.open_region(position, part)  # registered before anything comes from it
-            self._switch_part(part)
-        self._serial += 1
-        region = ledger.regions[-1]
-        cp = Checkpoint(self._token, self._serial, position, region)
-        region.marks = (*region.marks, self._serial)
+        token = self._begin("change")
+        try:
+            self._busy = ref(token)
+            self._halt()
+            position = self._position()
+            ledger = self._ledger
+            if ledger.regions[-1].start != position:
+                part = self._make_part()
+                ledger.open_region(position, part)  # registered before anything comes from it
+                self._switch_part(part)
+                del part
+            self._serial += 1
+            region = ledger.regions[-1]
+            cp = Checkpoint(self._token, self._serial, position, region)
+            region.marks = (*region.marks, self._serial)
+        finally:
+            self._busy = None
+            del token
         return cp
 
     def rewind(self, checkpoint: Checkpoint) -> None:
@@ -430,12 +452,12 @@ class ArenaBase:
         nothing is ever handed out twice. No call may re-enter the arena
         meanwhile (a finalizer run by the collector, a signal handler).
         """
-        self._close_window()
         ledger = self._ledger
         kept = True
         token = self._begin("change")
-        self._halt()
         try:
+            self._busy = ref(token)
+            self._halt()
             self._refuse_if_viewed(action, region)
             try:
                 error = self._drop_after(position)
@@ -529,12 +551,20 @@ class ArenaBase:
         if self._closed:
             return
         self._enter_mut()
-        self._close_window()
-        self._refuse_if_viewed("close")
-        error = self._drop_for_close()
-        self._closed = True
-        self._release()
-        self._ledger.release()
+        token = self._begin("change")
+        try:
+            self._busy = ref(token)
+            if self._closed:
+                return  # (closed by code that ran before the mark: a finalizer)
+            self._halt()
+            self._refuse_if_viewed("close")
+            error = self._drop_for_close()
+            self._closed = True
+            self._release()
+            self._ledger.release()
+        finally:
+            self._busy = None
+            del token
         if error is not None:
             raise error
 

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import ctypes
 import sys
+from _weakref import ref
 
 from ._address import address
-from ._arena import _THREAD, ArenaBase, Busy, _closed_error, raise_busy
+from ._arena import _THREAD, ArenaBase, _closed_error
 from ._layout import Layout, check_count, ctype_info
 from ._lazy import LazyArenaMixin
 from ._store import array_type as array_type_of
@@ -155,40 +156,46 @@ class BumpArena(ArenaBase):
             self._ledger.prune_parts()
         self._limit = min(store.committed, self._capacity)
 
-    def _enter_slow(self) -> Busy:
-        """Begin a slow path: no call may re-enter until it ends (``_busy``).
-
-        A finalizer run by the collector, or a signal handler, could otherwise
-        allocate between two of its lines. Keep the token until the end.
-        """
-        self._close_window()
-        token = self._begin("change")
-        self._halt()
-        return token
-
     def _halt(self) -> None:
-        self._wtype = None
+        """Stop the hot paths, then give back the window's slots not handed out.
+
+        Called once the arena is marked busy (the slow paths begin with
+        ``_begin``, then store ``_busy`` and call this first thing in their
+        ``try``): from here on ``_used`` is exact and nothing can allocate
+        until the call ends. A finalizer run by the collector, or a signal
+        handler, could otherwise allocate between two of its lines. Raises
+        ``ValueError`` on a closed arena.
+        """
+        if self._closed:
+            raise _closed_error()
+        pending = self._pending
+        self._wtype = None  # first: no new call pops from the window
         self._pending = _HALT
+        if pending is not _HALT and pending:
+            n = len(pending)
+            # (emptied: an ``alloc()`` that read ``_pop`` before this, and was
+            # re-entered before calling it, takes the slow path)
+            pending.clear()
+            self._used -= n * self._wsize
+            self._wn = 0  # the window was too big: start small again
 
     def _close_window(self) -> None:
         """Give back the window's slots not handed out: ``_used`` is exact again.
 
         Every allocation reaches this before touching memory unless a window of
-        its type is open, and a closed arena has none: it raises here.
+        its type is open, and a closed arena has none: it raises here. Refused
+        while the arena is busy (a call re-entered from the middle of another).
         """
-        if self._closed:
-            raise _closed_error()
-        pending = self._pending
-        if pending is _HALT:
-            if self._busy_kind() is not None:
-                raise_busy()
-            self._pending = pending = []  # (an interrupted call left the hot paths halted)
+        token = self._begin("change")
+        try:
+            self._busy = ref(token)
+            self._halt()
+            pending: list[Any] = []  # (hot paths open again; also after an interrupted call)
             self._pop = pending.pop
-        elif pending:
-            n = len(pending)
-            pending.clear()  # (until the next line, ``used`` is over: safe)
-            self._used -= n * self._wsize
-            self._wn = 0  # the window was too big: start small again
+            self._pending = pending
+        finally:
+            self._busy = None
+            del token
 
     def _exact_used(self) -> int:
         """``used`` without the window's slots not handed out yet."""
@@ -245,21 +252,27 @@ class BumpArena(ArenaBase):
         end = start + layout._size
         if end > self._limit or end == start:
             return self._slice_slow(start, end)
+        # The root first: from the bump until the view is made, it is counted
+        # as one (a reset re-entered there, by a signal handler, is refused).
+        root = self._part.root
         self._used = end
-        return memoryview(self._part.root).cast("B")[start:end]
+        return memoryview(root).cast("B")[start:end]
 
     def _slice_slow(self, start: int, end: int) -> memoryview | None:
         """``alloc_uninit_slice`` of zero bytes, or past the committed memory."""
         if end == start:
             return memoryview(self._part.root).cast("B")[start:start]
-        token = self._enter_slow()
+        token = self._begin("change")
         try:
+            self._busy = ref(token)
+            self._halt()
             if start < self._used or not self._advance_to(end):
                 return None  # (start < used: a call came in between and took that memory)
+            root = self._part.root  # (counted as a view until the view is made)
         finally:
             self._busy = None
             del token
-        return memoryview(self._part.root).cast("B")[start:end]
+        return memoryview(root).cast("B")[start:end]
 
     def alloc(self, ctype: type[C]) -> C | None:
         """An instance of ``ctype`` living in the arena (bytes not cleared), or None.
@@ -295,8 +308,10 @@ class BumpArena(ArenaBase):
         """``alloc()`` outside a window: open one if the type allows, else ``from_buffer``."""
         size, align, zeroed = ctype_info(ctype)
         wtype = self._wtype
-        token = self._enter_slow()
+        token = self._begin("change")
         try:
+            self._busy = ref(token)
+            self._halt()
             start = self._bump(size, align)
             if start is None:
                 return None
@@ -422,14 +437,17 @@ class BumpArena(ArenaBase):
         except TypeError:
             return None  # read-only or strided: not a view this arena handed out
         end = start + new_size
-        token = self._enter_slow()
+        token = self._begin("change")
         try:
+            self._busy = ref(token)
+            self._halt()
             if start < 0 or start + view.nbytes != self._used or not self._advance_to(end):
                 return None  # not this arena's most recent allocation, or no room
+            root = self._part.root  # (counted as a view until the view is made)
         finally:
             self._busy = None
             del token
-        return memoryview(self._part.root).cast("B")[start:end]
+        return memoryview(root).cast("B")[start:end]
 
     def alloc_array(self, ctype: type[C], n: int) -> Any | None:
         """An instance of ``ctype * n`` living in the arena, or None.
@@ -447,21 +465,25 @@ class BumpArena(ArenaBase):
         self._enter()
         n = check_count("n", n)
         size, align, zeroed = ctype_info(ctype)
-        self._close_window()
+        if self._closed:  # (the checks ran the caller's code: ``__index__``)
+            raise _closed_error()
         if size * n > self._capacity or n > sys.maxsize:
             return None  # cannot fit; also keeps ctypes from building a huge type
         array_type = exact_array_type(ctype, n)
-        token = self._enter_slow()
+        token = self._begin("change")
         try:
+            self._busy = ref(token)
+            self._halt()
             start = self._bump(size * n, align)
             if start is None:
                 return None
             if zeroed:
                 ctypes.memset(self._base + start, 0, size * n)
+            root = self._part.root  # (counted as a view until the array is made)
         finally:
             self._busy = None
             del token
-        return array_type.from_buffer(self._part.root, start)
+        return array_type.from_buffer(root, start)
 
     # -- state -------------------------------------------------------------
 
@@ -514,8 +536,7 @@ class BumpArena(ArenaBase):
         self._rewind_to(0, 0, "reset", None)
 
     def _used_bytes(self) -> int:
-        self._close_window()
-        return self._used
+        return self._used  # (called halted: the window is given back)
 
     def _after_trim(self) -> None:
         self._limit = min(self._store.committed, self._capacity)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from _weakref import ref
+
 from ._store import LazyStore
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
@@ -21,9 +23,12 @@ class LazyArenaMixin:
     _store: Any
 
     if TYPE_CHECKING:  # provided by ArenaBase and the arena class
+        _busy: Any
 
         def _enter(self) -> None: ...
         def _enter_mut(self) -> None: ...
+        def _begin(self, kind: str, nested: bool = False) -> Any: ...
+        def _halt(self) -> None: ...
         def _used_bytes(self) -> int: ...
         def _after_trim(self) -> None: ...
 
@@ -89,8 +94,15 @@ class LazyArenaMixin:
         (True, 0)
         """
         self._enter_mut()
-        released = int(self._store.trim(self._used_bytes()))
-        self._after_trim()
+        token = self._begin("change")
+        try:
+            self._busy = ref(token)
+            self._halt()  # (no allocation between reading ``used`` and trimming)
+            released = int(self._store.trim(self._used_bytes()))
+            self._after_trim()
+        finally:
+            self._busy = None
+            del token
         return released
 
     def _repr_fields(self) -> list[str]:

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import ctypes
 import sys
+from _collections import deque  # type: ignore[import-not-found]
 from _functools import partial  # type: ignore[import-not-found]
 from _operator import getitem
+from _weakref import ref
 from itertools import chain, islice, repeat
 
 from ._arena import _THREAD, ArenaBase, _closed_error, raise_closed
@@ -31,7 +33,7 @@ from ._slots import NOTHING, Cursor, Dropper, Window, drop_values, slot_type
 from ._store import array_type as array_type_of
 from ._store import exact_array_type
 from ._values import convert, init_error
-from ._views import Part
+from ._views import _SOURCE_KEY, Part
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
@@ -69,6 +71,43 @@ _SLOTS = "slots"
 #: Never holds anything: ``alloc()`` through this goes to the slow path.
 _EMPTY: list[Any] = []
 _EMPTY_POP = _EMPTY.pop
+
+
+#: The key, in a slot array's ``_objects``, of the arrays made over it whose
+#: keep-alives it takes over when they die (ctypes' own keys are hex numbers
+#: joined by ``:``, and ``_SOURCE_KEY``).
+_WATCH = "linalloc:arrays"
+
+
+def _take_over_keepalives(objects: dict[str, Any], first: int, arena: Any) -> None:
+    """Move the keep-alives of a dying array over slots from ``first`` on to the slot arrays.
+
+    ``objects``: the array's ``_objects``. ctypes names an entry by the path
+    of the field stored, the last part the index of the element in the
+    array: the same entry, stored through the slot array, is named with the
+    slot's index there. It goes into the slot array its values come from
+    (the newest of its region's, so that a rewind frees it with its region),
+    or, once the arena is gone, the one the array was made over. An entry the
+    slot array already has is kept beside the new one (one of them was stored
+    last; both stay alive).
+    """
+    source = objects[_SOURCE_KEY].obj  # (the slot array the array was made over)
+    for key, entry in list(objects.items()):
+        if key == _SOURCE_KEY or entry is None:
+            continue
+        head, colon, last = key.rpartition(":")
+        try:
+            slot = int(last, 16) + first
+        except ValueError:  # pragma: no cover - not a key ctypes makes
+            source._objects[f"linalloc:{id(entry)}"] = entry
+            continue
+        target = source
+        if arena is not None and not arena._closed:
+            target = arena._slots_at(slot)
+        kept = target._objects
+        name = f"{head}{colon}{slot:x}"
+        old = kept.get(name)
+        kept[name] = entry if old is None or old is entry else (old, entry)
 
 
 def _skipping(
@@ -203,7 +242,16 @@ class TypedArena(ArenaBase, _Generic[T]):
         cursor.dirty = max(cursor.dirty, cursor.count())
         self._wn = _MIN_WINDOW  # (a restart, a checkpoint or a rewind: start small again)
         self._take = _EMPTY_POP  # first: the old window's values die with the old window
+        old = cursor.win.source
         cursor.win = Window(k, NOTHING)
+        # Empty the old window: an ``alloc()`` that read ``_take`` before this
+        # restart (re-entered between its two lines by a trace function or a
+        # signal handler) then finds nothing and takes the slow path, instead
+        # of handing out a slot the new window hands out again.
+        if type(old) is list:
+            old.clear()
+        elif old is not NOTHING:
+            deque(old, 0)  # (the range iterator the value map shares)
 
     def _set_window(self, k: int, end: int) -> None:
         """Make slots ``[k, end)`` the window (they must be usable and zero)."""
@@ -275,14 +323,12 @@ class TypedArena(ArenaBase, _Generic[T]):
         source = self._cursor.win.source
         return len(source) if type(source) is list else 0
 
-    def _close_window(self) -> None:
+    def _halt(self) -> None:
         if self._closed:
             raise _closed_error()
-        self._restart(self._cursor.count())
-
-    def _halt(self) -> None:
         if self._size:  # (zero-size values have no window to protect)
             self._take = _EMPTY_POP  # the slow path checks _busy
+            self._restart(self._cursor.count())  # (read now: nothing can take a slot)
 
     def _position(self) -> int:
         return self._cursor.count()
@@ -309,6 +355,11 @@ class TypedArena(ArenaBase, _Generic[T]):
         Fields not given are zero. If the constructor raises, the slot is
         cleared and nothing changes. With no arguments no constructor runs:
         ``alloc()`` then setting fields is the quicker way to fill a slot.
+        A constructor that allocates from this arena, or takes a checkpoint
+        of it (or enters a scope), and then raises leaves its slot used:
+        cleared, counted in ``len``, never dropped, freed by the next rewind
+        or reset past it (a checkpoint taken inside counts the slot, so a
+        rewind to it must not make the slot live again).
 
         >>> import ctypes
         >>> from linalloc import TypedArena
@@ -364,6 +415,9 @@ class TypedArena(ArenaBase, _Generic[T]):
         committed = self._store.committed
         token = self._begin("change")  # no re-entry (a finalizer) while the window changes
         try:
+            self._busy = ref(token)
+            if self._closed:  # (by code that ran before the mark: a finalizer)
+                raise _closed_error()
             opened = self._open_window()
         finally:
             self._busy = None
@@ -394,12 +448,24 @@ class TypedArena(ArenaBase, _Generic[T]):
             del error  # no cycle frame -> error -> traceback -> frame
 
     def _uncommit(self, committed: int) -> None:
-        """Give back what a failed allocation committed (rule 6: nothing changes)."""
+        """Give back what a failed allocation committed (rule 6: nothing changes).
+
+        Never below the live values (a constructor may have allocated). Marks
+        the arena busy if it is not already.
+        """
+        previous = self._busy
+        token = self._begin("change", nested=True)
         try:
-            self._store.trim(committed)
-        except OSError:
-            pass  # the pages stay committed; the allocation still failed cleanly
-        self._after_trim()
+            self._busy = ref(token)
+            self._halt()
+            try:
+                self._store.trim(max(committed, self._used_bytes()))
+            except OSError:
+                pass  # the pages stay committed; the allocation still failed cleanly
+            self._after_trim()
+        finally:
+            self._busy = previous
+            del token
 
     def _init_failed(
         self, value: Any, args: tuple[Any, ...], exc: BaseException
@@ -408,17 +474,59 @@ class TypedArena(ArenaBase, _Generic[T]):
 
         If the constructor itself allocated from this arena, the slot is no
         longer the newest and cannot be given back: it stays used, cleared,
-        and is never dropped. Returns the error to raise instead of the
-        constructor's, if any.
+        and is never dropped. The same if it took a checkpoint (or entered a
+        scope) of this arena: that checkpoint's position counts the slot, and
+        a rewind to it must not make a slot never handed out live again.
+        Returns the error to raise instead of the constructor's, if any.
         """
         if self._size:
-            ctypes.memset(ctypes.addressof(value), 0, self._size)
-            k = (ctypes.addressof(value) - self._root_address()) // self._size
-            if k == self._cursor.count() - 1:
-                self._restart(k)
-            else:
-                self._dead.add(k)
+            previous = self._busy
+            token = self._begin("change", nested=True)
+            try:
+                self._busy = ref(token)
+                self._halt()  # (the count is read below: nothing may take a slot meanwhile)
+                self._give_back((ctypes.addressof(value) - self._root_address()) // self._size)
+            finally:
+                self._busy = previous
+                del token
         return init_error(self._ctype, args, exc)
+
+    def _give_back(self, k: int) -> None:
+        """Clear slot ``k``, a value's whose allocation failed, and hand it out again.
+
+        Call while the arena is busy and halted. If the slot is no longer the
+        newest, or a checkpoint was taken after it, it stays used (dead).
+        """
+        ctypes.memset(self._root_address() + k * self._size, 0, self._size)
+        if k == self._cursor.count() - 1 and self._ledger.regions[-1].start <= k:
+            self._restart(k)
+        else:
+            self._dead.add(k)
+
+    def _watch(self, array: Any, first: int) -> Any:
+        """``array`` (made with ``from_buffer`` over a slot array, slot ``first`` on).
+
+        ctypes keeps the target of a pointer stored through such an array in
+        the array's own ``_objects``, not in the slot array: when the array
+        died, the values (which the arena still hands out by iterating) would
+        point at freed memory. So when it dies, its keep-alives go to the slot
+        arrays (see :func:`_take_over_keepalives`). The weak reference that
+        calls back lives in the slot array's ``_objects``: it outlives the
+        array even when a cycle holds the array (the collector then calls it
+        too), and nothing of it refers to the slot array but the array's own
+        ``_objects``. Only for types that hold pointers.
+        """
+        objects = array._objects
+        watched = objects[_SOURCE_KEY].obj._objects.setdefault(_WATCH, {})
+        arena = ref(self)
+
+        def dead(weak: Any) -> None:
+            watched.pop(id(weak), None)  # (once empty, the pruning forgets it)
+            _take_over_keepalives(objects, first, arena())
+
+        weak = ref(array, dead)
+        watched[id(weak)] = weak
+        return array
 
     def alloc_raw(self, value: Any) -> T | None:
         """Store a copy of ``value`` in the next slot; return the value living there.
@@ -448,13 +556,41 @@ class TypedArena(ArenaBase, _Generic[T]):
             return self._take()  # type: ignore[no-any-return]
         converted = convert(self._ctype, value)  # before committing more memory: rule 6
         self._enter_mut()  # (the conversion ran the type's code: it may have closed the arena)
+        committed = self._store.committed
         token = self._begin("change")
         try:
-            k = cursor.count()
-            if k >= cursor.win.end and not self._open_window():
-                return None
-            self._part.arrays[_SLOTS][k] = converted
-            return self._take()  # type: ignore[no-any-return]
+            self._busy = ref(token)
+            if self._closed:  # (by code that ran before the mark: a finalizer)
+                raise _closed_error()
+            # The slot first, then the store into it: code run in between (by
+            # the store itself: ``__index__``) cannot take the same slot.
+            taken: Any = None
+            try:
+                try:
+                    taken = self._take()
+                except (IndexError, StopIteration):  # the window is used up
+                    if not self._open_window():
+                        return None
+                    taken = self._take()
+                except MemoryError:  # making the value: its index was taken all the same
+                    self._take = _EMPTY_POP  # (before the count is read)
+                    self._restart(cursor.count() - 1)
+                    raise
+                k = (ctypes.addressof(taken) - self._root_address()) // self._size
+                self._part.arrays[_SLOTS][k] = converted
+                return taken  # type: ignore[no-any-return]
+            except BaseException:
+                # Storing ran the value's code again and it raised (or an
+                # interrupt landed): give the slot back, and what opening the
+                # window committed (rule 6).
+                if taken is not None:
+                    k = (ctypes.addressof(taken) - self._root_address()) // self._size
+                    taken = None
+                    self._halt()
+                    self._give_back(k)
+                if self._store.committed != committed:
+                    self._uncommit(committed)
+                raise
         finally:
             self._busy = None
             del token
@@ -486,41 +622,78 @@ class TypedArena(ArenaBase, _Generic[T]):
         n = check_count("n", n)
         return self._take_slots(n, True)  # type: ignore[no-any-return]
 
-    def _take_slots(self, n: int, zero: bool) -> Any:
+    def _take_slots(self, n: int, zero: bool, fill: Any = None) -> Any:
         """``n`` consecutive slots as one array, counted as values; None if they do not fit.
 
         Zeroed where a reset left data when ``zero`` is true or the type holds
-        pointers (a stale address must never be read); otherwise the caller
-        overwrites every byte.
+        pointers (a stale address must never be read); otherwise ``fill``
+        overwrites every byte. ``fill``: None, a list of ``n`` converted
+        items (stored through the slot array, so that the keep-alives ctypes
+        makes for pointers stay with the arena, not with the array returned)
+        or a ctypes array of ``n`` values (copied with one ``memmove``). It is
+        stored while the arena is busy; if storing raises (an item's
+        ``__index__``, say), the slots and what was committed go back: all or
+        nothing.
         """
+        # (the caller's checks ran code of the caller's: ``__index__``, an
+        # iterator; it may have closed the arena or be running inside a call)
+        self._enter_mut()
         if not self._size:
             return exact_array_type(self._ctype, n).from_buffer(self._part.root, self._offset)
         cursor = self._cursor
-        k = cursor.count()
-        if n > self._capacity - k:
+        if n > self._capacity - cursor.count():
             return None
         array_type = exact_array_type(self._ctype, n)
+        committed = self._store.committed
         token = self._begin("change")  # no re-entry (a finalizer) while the window changes
+        k = -1  # (the first slot, once the slots are counted)
         try:
-            if cursor.win.source:
-                self._restart(k)
+            self._busy = ref(token)
+            self._halt()
+            first = cursor.count()  # (read now: nothing can take a slot until the end)
+            if n > self._capacity - first:
+                self._busy = None
+                return None
             self._refuse_if_held()
-            if k + n > cursor.hi:
-                committed = self._store.committed
-                if not self._extend_to(k + n):
-                    if self._store.committed != committed:
-                        self._uncommit(committed)
-                    return None
-            if k < cursor.dirty and (zero or self._pointers):
+            if first + n > cursor.hi and not self._extend_to(first + n):
+                if self._store.committed != committed:
+                    self._uncommit(committed)
+                self._busy = None
+                return None
+            if first < cursor.dirty and (zero or self._pointers):
                 size = self._size
-                end = min(k + n, cursor.dirty)
-                ctypes.memset(self._root_address() + k * size, 0, (end - k) * size)
-            array = array_type.from_buffer(self._part.arrays[_SLOTS], k * self._size)
+                end = min(first + n, cursor.dirty)
+                ctypes.memset(self._root_address() + first * size, 0, (end - first) * size)
+            array = array_type.from_buffer(self._part.arrays[_SLOTS], first * self._size)
+            k = first  # (first: an interrupt after the next line gives the slots back)
             cursor.win = Window(k + n, NOTHING)  # counted from here
-            return array
-        finally:
+            if fill is None or not n:
+                pass
+            elif type(fill) is list:
+                slots = self._part.arrays[_SLOTS]
+                for i, item in enumerate(fill, k):
+                    slots[i] = item
+                del slots
+            else:
+                memoryview(array).cast("B")[:] = memoryview(fill).cast("B")
+            if self._pointers:
+                self._watch(array, k)
+            # No ``finally``: its lines would run after the slots are counted,
+            # and an interrupt landing there would lose them. An interrupt
+            # before ``return`` gives them back.
             self._busy = None
-            del token
+            return array
+        except BaseException:
+            self._busy = ref(token)
+            try:
+                array = slots = None  # (the traceback keeps this frame: no view)
+                if k >= 0:
+                    self._restart(k)  # (the slots are dirty from here on: zeroed when reused)
+                if self._store.committed != committed:
+                    self._uncommit(committed)
+            finally:
+                self._busy = None
+            raise
 
     def alloc_extend(self, items: Iterable[Any]) -> Array[T] | None:
         """A ``ctype * k`` array holding a copy of each of the ``k`` items, in order.
@@ -550,10 +723,7 @@ class TypedArena(ArenaBase, _Generic[T]):
             if self._pointers:  # element by element: the keep-alives come along
                 converted: list[Any] = items[0:n]
             else:
-                array = self._take_slots(n, False)
-                if array is not None and n:
-                    memoryview(array).cast("B")[:] = memoryview(items).cast("B")
-                return array  # type: ignore[no-any-return]
+                return self._take_slots(n, False, items)  # type: ignore[no-any-return]
         else:
             free = self._capacity - self._cursor.count() if self._size else sys.maxsize
             iterator = iter(items)
@@ -561,17 +731,7 @@ class TypedArena(ArenaBase, _Generic[T]):
             if len(converted) == free:
                 for _ in islice(iterator, 1):
                     return None  # one more than fits
-        n = len(converted)
-        array = self._take_slots(n, False)
-        if array is None or not self._size:
-            return array  # type: ignore[no-any-return]
-        # Through the slot array, as alloc_raw: the keep-alives ctypes makes for
-        # pointers stay with the arena, not with the array returned.
-        slots = self._part.arrays[_SLOTS]
-        first = self._cursor.count() - n
-        for k, value in enumerate(converted):
-            slots[first + k] = value
-        return array  # type: ignore[no-any-return]
+        return self._take_slots(len(converted), False, converted)  # type: ignore[no-any-return]
 
     # -- state -------------------------------------------------------------
 
@@ -682,7 +842,8 @@ class TypedArena(ArenaBase, _Generic[T]):
         n = self._cursor.count()
         if not self._size:
             return exact_array_type(self._ctype, n).from_buffer(self._part.root, self._offset)
-        return exact_array_type(self._ctype, n).from_buffer(self._slots_at(n - 1))
+        array = exact_array_type(self._ctype, n).from_buffer(self._slots_at(n - 1))
+        return self._watch(array, 0) if self._pointers else array
 
     # -- dropping ----------------------------------------------------------
 
@@ -700,11 +861,13 @@ class TypedArena(ArenaBase, _Generic[T]):
         self._restart(n)  # (the slots handed out are dirty from here on)
         previous = self._busy
         token = self._begin("drop", nested=True)
-        self._take = _EMPTY_POP  # (the slow path refuses while drop callbacks run)
-        arr = self._part.arrays[_SLOTS]
-        if self._dead:  # slots never handed out are not dropped
-            drop = _skipping(drop, self._dead, self._root_address(), self._size)
+        arr: Any = None
         try:
+            self._busy = ref(token)
+            self._take = _EMPTY_POP  # (the slow path refuses while drop callbacks run)
+            arr = self._part.arrays[_SLOTS]
+            if self._dead:  # slots never handed out are not dropped
+                drop = _skipping(drop, self._dead, self._root_address(), self._size)
             return drop_values(drop, arr, cursor, position)
         finally:
             del arr
