@@ -21,6 +21,7 @@ import sys
 from typing import Any, Callable
 
 import pytest
+from conftest import UNDER_MUTATION
 
 BUSY = (
     "the arena is busy: a drop callback cannot allocate from, rewind, reset or close "
@@ -122,6 +123,10 @@ def _probe_calls(arena: Any, started: list[int], outcomes: list[str]) -> Callabl
     return probe
 
 
+@pytest.mark.skipif(
+    UNDER_MUTATION,
+    reason="mutmut's trampolines make calls after the library's own call has returned",
+)
 @pytest.mark.parametrize("how", ["reset", "rewind"])
 def test_no_allocation_from_the_first_drop_until_reset_or_rewind_returns(
     typed_cls: type, how: str

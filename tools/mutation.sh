@@ -27,22 +27,20 @@ done
 
 command -v mutmut >/dev/null || { echo "mutmut is not installed: pip install 'mutmut>=3.3'" >&2; exit 2; }
 
-# MUTATION_RECHECK=1: keep the last run's results and run again only the mutants that
-# survived it (after new tests), plus those of functions changed since (mutmut
-# compares each function's source).
+# MUTATION_RECHECK=1: keep the last run's results; run the mutants that have none
+# (new ones, those of functions changed since: mutmut compares each function's
+# source, and those not reached before the time limit), then again those that
+# survived or timed out (after new tests).
+recheck=()
 if [ "${MUTATION_RECHECK:-0}" = 1 ] && [ -d mutants ]; then
     MUTATION_KEEP=1
     mapfile -t recheck < <(mutmut results 2>/dev/null |
-        awk -F': ' '$2 ~ /survived|suspicious|no tests|not checked|timeout/ {gsub(/^ +/, "", $1); print $1}' |
+        awk -F': ' '$2 ~ /survived|suspicious|no tests|timeout/ {gsub(/^ +/, "", $1); print $1}' |
         python -c 'import fnmatch, sys; p = sys.argv[1:] or ["*"]
 for line in sys.stdin:
     name = line.strip()
     if any(fnmatch.fnmatch(name, x) for x in p): print(name)' "${patterns[@]+"${patterns[@]}"}")
-    run_names=("${recheck[@]+"${recheck[@]}"}")
-    echo "rechecking ${#run_names[@]} mutants"
-    [ "${#run_names[@]}" -gt 0 ] || run_names=("no-mutant-to-recheck")
-else
-    run_names=("${patterns[@]+"${patterns[@]}"}")
+    echo "rechecking ${#recheck[@]} mutants that survived or timed out"
 fi
 [ "${MUTATION_KEEP:-0}" = 1 ] || rm -rf mutants
 # mutmut puts ./mutants first on sys.path itself (child interpreters of the tests get
@@ -52,9 +50,19 @@ PYTHONPATH=$(printf '%s' "${PYTHONPATH:-}" | tr ':' '\n' | grep -v '/mutants/\?$
 export PYTHONPATH
 export PYTHONDONTWRITEBYTECODE=1
 
+start=$SECONDS
 timeout --signal=INT --kill-after=60 "$limit" \
-    mutmut run --max-children "$children" ${run_names[@]+"${run_names[@]}"}
+    mutmut run --max-children "$children" ${patterns[@]+"${patterns[@]}"}
 status=$?
+left=$((limit - (SECONDS - start)))
+if [ "${#recheck[@]}" -gt 0 ] && [ "$status" != 124 ] && [ "$left" -gt 0 ]; then
+    # (mutants of a function that changed were made again: keep the names still there)
+    mapfile -t recheck < <(mutmut results --all true 2>/dev/null |
+        awk -F': ' '{gsub(/^ +/, "", $1); print $1}' | grep -Fx -f <(printf '%s\n' "${recheck[@]}"))
+    timeout --signal=INT --kill-after=60 "$left" \
+        mutmut run --max-children "$children" "${recheck[@]}"
+    status=$?
+fi
 [ "$status" = 124 ] && echo "time limit of ${limit}s reached: the mutants not run are not checked"
 
 mutmut results --all true >mutants/results.txt 2>/dev/null
