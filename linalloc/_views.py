@@ -160,15 +160,6 @@ class Held:
         return part_views(self.part)
 
 
-def _listed() -> int:
-    """The references of an object held by one list only, as :meth:`Held.views` reads them."""
-    alive = [bytearray()]
-    return sum(map(getrefcount, alive))
-
-
-_LISTED = _listed()
-
-
 def _from_buffer_key() -> str:
     """The ``_objects`` key under which ``from_buffer`` keeps its source alive."""
     array: Any = (ctypes.c_char * 1).from_buffer(bytearray(1))
