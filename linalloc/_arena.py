@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import gc
 from _thread import _local, get_ident
 from _weakref import ref
 
@@ -275,14 +276,16 @@ class ArenaBase:
         self._enter()
         return self._views()
 
+    def _unlinked_views(self, since: int = 0) -> int:
+        """``_views(since)`` less what the arena's own pointers into itself hold."""
+        lo, hi = self._memory_range()
+        return self._ledger.unlinked(since, self._ahead(), lo, hi, self._address_of)
+
     def _refuse_if_viewed(self, action: str, since: int = 0) -> None:
         """``BufferError`` if a view of the memory of ``regions[since:]`` is alive."""
         if self._views(since) > 0:
-            lo, hi = self._memory_range()
-            restore = self._ledger.prune_keepalives(lo, hi, since, self._address_of)
-            live = collect_and_count(lambda: self._views(since))
+            live = collect_and_count(lambda: self._unlinked_views(since))
             if live > 0:
-                restore()  # refused: nothing changes
                 what = "this arena" if since == 0 else "memory allocated after the checkpoint"
                 raise BufferError(
                     f"cannot {action}: {_views_text(live)} of {what} still alive (values, "
@@ -454,6 +457,7 @@ class ArenaBase:
         """
         ledger = self._ledger
         kept = True
+        collecting = gc.isenabled()
         token = self._begin("change")
         try:
             self._busy = ref(token)
@@ -461,18 +465,23 @@ class ArenaBase:
             self._refuse_if_viewed(action, region)
             try:
                 error = self._drop_after(position)
-                kept = ledger.live(region, self._ahead()) > 0
+                # From the count to the store that frees the memory, no finalizer
+                # may run: one could copy a freed value out by value.
+                gc.disable()
+                kept = self._unlinked_views(region) > 0
             finally:
                 if kept:  # (also when a KeyboardInterrupt stopped the drops)
                     fresh = self._fresh_part()
                     ledger.hold_after(region, fresh, serial)
             if not kept:
                 part = self._part
-                if not reusable(part, *self._memory_range()):
+                if not reusable(part):
                     part = self._fresh_part()
                 ledger.free_after(region, part, serial)
             self._set_position(position)
         finally:
+            if collecting:
+                gc.enable()
             self._busy = None
             del token
         return error

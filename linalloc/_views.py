@@ -68,11 +68,22 @@ part forgotten              only with no view left (lazy growth), or once a
                             after drop callbacks: kept, as held (``hold_after``).
                             A part no longer listed that something still holds
                             keeps the store, so the memory, alive (rule 1)
+part held                   ``Held`` keeps the part strongly: its views count
+                            as a listed part's, whatever the collector does
+own links left out          keep-alive entries that hold only the arena's own
+                            memory are taken out for one count and put back
+                            in its ``finally`` (:meth:`Ledger.unlinked`);
+                            never deleted for good, since a struct copied by
+                            value later shares the dict and needs them. One
+                            an interrupt kept out stays in ``Ledger.out``
+                            and is put back before the next count
 ==========================  ===================================================
 
 The reference counts are read while the collector may run: an unreachable
 cycle holding a view over-counts until it is collected, so a refusal
-collects once and counts again.
+collects once and counts again. From the count that lets memory be freed to
+the store that frees it, the collector is off: a finalizer run in between
+could otherwise copy a value about to be freed out by value.
 """
 
 from __future__ import annotations
@@ -90,6 +101,10 @@ TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
+
+    #: Entries taken out of ``_objects`` dicts for a count: (the dict, the key, the
+    #: pieces of the arena's memory the entry held, as (part, key, address, size)).
+    Undo = list[tuple[Any, Any, list[tuple["Part", Any, int, int]]]]
 
 
 class Part:
@@ -191,7 +206,7 @@ class Region:
 class Ledger:
     """The tracked objects of one arena, by region, and the counts read off them."""
 
-    __slots__ = ("regions", "held")
+    __slots__ = ("regions", "held", "out")
 
     def __init__(self) -> None:
         #: oldest first; ``regions[0].start == 0``; appended to or replaced as a
@@ -200,6 +215,8 @@ class Ledger:
         #: parts of memory a rewind freed while a drop callback kept a value:
         #: not handed out again while such a value lives
         self.held: tuple[Held, ...] = ()
+        #: keep-alive entries taken out for a count, until :meth:`put_back`
+        self.out: Undo = []
 
     # -- the counts -----------------------------------------------------------
 
@@ -217,17 +234,34 @@ class Ledger:
         return count
 
     def held_views(self) -> int:
-        """Live views of the held regions; forgets them once there are none."""
-        count = sum([held.views() for held in self.held])
-        if count > 0:
-            self._prune_held()
-            count = sum([held.views() for held in self.held])
-        if count <= 0:
-            self.held = ()
-        return count
+        """Live views of the held regions; forgets them once there are none.
 
-    def _prune_held(self) -> None:
-        """Forget the keep-alive entries of held arrays that hold only held memory.
+        Keep-alive entries of held arrays that hold only held memory are left
+        out of the count (:meth:`_held_links`), not deleted: a struct copied by
+        value out of a held value later shares its array's ``_objects`` and
+        needs them. The collector is off from the count to the store that
+        forgets the held regions, so that no finalizer can copy a value out
+        in between.
+        """
+        collecting = gc.isenabled()
+        try:
+            gc.disable()
+            count = sum([held.views() for held in self.held])
+            if count > 0:
+                try:
+                    self._held_links()
+                    count = sum([held.views() for held in self.held])
+                finally:
+                    self.put_back()
+            if count <= 0:
+                self.held = ()
+            return count
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _held_links(self) -> None:
+        """Take out, for a count, the keep-alive entries of held arrays that hold only held memory.
 
         Held memory is freed all at once, when no view of any of it is left:
         a pointer from held memory into held memory needs no keeping. (Into
@@ -239,9 +273,10 @@ class Ledger:
         dicts = _dict_ids(ours)
         lo = min([ctypes.addressof(part.root) for part in parts])
         hi = max([ctypes.addressof(part.root) + len(part.root) for part in parts])
+        self.put_back()
         for part in parts:
             for array in part.arrays.values():
-                _prune_dict(array, lo, hi, ours, dicts, shared, [])
+                _prune_dict(array, lo, hi, ours, dicts, shared, self.out)
 
     def index(self, region: Region | None) -> int:
         """Where ``region`` is among the regions (by identity), or -1."""
@@ -317,52 +352,72 @@ class Ledger:
 
     # -- ctypes keep-alives -----------------------------------------------------
 
-    def prune_keepalives(
-        self, lo: int, hi: int, since: int, address_of: Callable[[int], int]
-    ) -> Callable[[], None]:
-        """Forget keep-alive entries of the arena's arrays that hold only its own memory.
+    def unlinked(
+        self, since: int, ahead: int, lo: int, hi: int, address_of: Callable[[int], int]
+    ) -> int:
+        """:meth:`live`, leaving out what the arena's own pointers into itself hold.
 
         Storing a pointer in a value (``node.next = ctypes.pointer(other)``), or a
         struct copied out of another value, makes ctypes keep the source in the
         array's ``_objects``. A source inside the arena needs no keeping (its
         memory lives as long as the array), yet the entry would count as a
         live view for ever. ``[lo, hi)``: the arena's memory; ``address_of``:
-        where a position's memory begins. Before a rewind of
-        ``regions[since:]``: an entry of a region that stays is forgotten only
-        if what it holds lies in that region or an earlier one (freed no
-        sooner than the pointer itself); an entry of a region to be freed, if
-        what it holds is based on the arena's current parts (held memory is
-        not). A dict another object shares (a by-value copy's keep-alive) is
-        never changed (see :func:`_shared_dicts`).
+        where a position's memory begins. For a rewind of ``regions[since:]``:
+        an entry of a region that stays is left out only if what it holds
+        lies in that region or an earlier one (freed no sooner than the
+        pointer itself); an entry of a region to be freed, if what it holds
+        is based on the arena's current parts (held memory is not). A dict
+        another object shares (a by-value copy's keep-alive) counts whole
+        (see :func:`_shared_dicts`).
 
-        Returns what undoes the pruning, for a call that is refused after all:
-        each forgotten entry comes back as a view over the same memory, based
-        on the same array, so that a refused call changes no count a later
-        call relies on.
+        The entries are taken out for the count and put back before the
+        return, whatever happens (as views over the same memory, based on the
+        same arrays): nothing is ever deleted for good, so a struct copied by
+        value later (by a finalizer, a drop callback, the caller) shares a
+        dict that keeps what it points to. The collector is off meanwhile.
         """
+        collecting = gc.isenabled()
+        try:
+            gc.disable()
+            try:
+                self._own_links(lo, hi, since, address_of)
+                return self.live(since, ahead)
+            finally:
+                self.put_back()
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _own_links(self, lo: int, hi: int, since: int, address_of: Callable[[int], int]) -> None:
+        """Take out the entries :meth:`unlinked` leaves out (into ``out``)."""
         regions = self.regions
         now = _ours([part for region in regions for part in region.parts])
         ours = {**now, **_ours([held.part for held in self.held])}
         shared = _shared_dicts(ours, True)
         dicts = _dict_ids(ours)
         ends = [address_of(region.start) for region in regions[1:]]
-        undo: list[tuple[Any, Any, list[tuple[Part, Any, int, int]]]] = []
+        self.put_back()
         for at, region in enumerate(regions):
             # (what a region that stays points to must be the arena's own now;
             # a region to be freed may point to held memory too)
             end, known = (ends[at], now) if at < since else (hi, ours)
             for part in region.parts:
                 for array in part.arrays.values():
-                    _prune_dict(array, lo, end, known, dicts, shared, undo)
-        del regions, now, ours, known
+                    _prune_dict(array, lo, end, known, dicts, shared, self.out)
 
-        def restore() -> None:
-            for objects, key, reached in undo:
-                if key not in objects:
-                    objects[key] = tuple([_view_of(*where) for where in reached])
-            undo.clear()
+    def put_back(self) -> None:
+        """Put back the entries taken out for a count, as views over the same memory.
 
-        return restore
+        Each comes back based on the same array as what it held. An entry
+        leaves ``out`` only once it is back, so one that an interrupt kept
+        out is put back by the next count.
+        """
+        out = self.out
+        while out:
+            objects, key, reached = out[-1]
+            if key not in objects:
+                objects[key] = tuple([_view_of(*where) for where in reached])
+            out.pop()
 
 
 def _prune_dict(
@@ -372,9 +427,9 @@ def _prune_dict(
     ours: dict[int, tuple[Part, Any]],
     dicts: set[int],
     shared: set[int],
-    undo: list[tuple[Any, Any, list[tuple[Part, Any, int, int]]]],
+    undo: Undo,
 ) -> None:
-    """Delete the entries of ``array._objects`` holding only the arena's memory in ``[lo, hi)``.
+    """Take out the entries of ``array._objects`` holding only the arena's memory in ``[lo, hi)``.
 
     ``dicts``: the ids of the ``_objects`` dicts of the arena's arrays (an
     entry that holds one holds nothing that array does not: its entries are
@@ -574,33 +629,16 @@ def _has_entries(array: Any) -> bool:
     return bool(objects) and not (len(objects) == 1 and _SOURCE_KEY in objects)
 
 
-def reusable(part: Part, lo: int, hi: int) -> bool:
+def reusable(part: Part) -> bool:
     """Whether ``part`` can serve again once the values made from it are freed.
 
-    Its arrays' keep-alive entries (all of freed values) must go. A dict
-    nothing else reaches is emptied here (but for ``from_buffer``'s source).
-    One that is shared (see :func:`_shared_dicts`: ctypes puts an array's
-    whole ``_objects`` dict into the keep-alives of every struct copied out
-    of it, and the copy needs what it keeps) is not changed; the part is not
-    reusable, and the arena makes a fresh one, so the old dict lives exactly
-    as long as something still holds it.
+    Only if its arrays hold no keep-alive entry (but ``from_buffer``'s
+    source): entries are never deleted (a struct copied by value out of a
+    value shares its array's whole ``_objects`` dict and needs them), so a
+    part that has some is replaced by a fresh one, and its dicts live
+    exactly as long as something holds them.
     """
-    if not any([_has_entries(array) for array in part.arrays.values()]):
-        return True  # (the common case: nothing was stored through a pointer)
-    shared = _shared_dicts(_ours([part]), False)
-    clean = True
-    for array in part.arrays.values():
-        objects = array._objects
-        if not objects:
-            continue
-        if id(objects) in shared:
-            clean = False
-            continue
-        for key in list(objects):
-            if key != _SOURCE_KEY:
-                del objects[key]
-        del objects
-    return clean
+    return not any([_has_entries(array) for array in part.arrays.values()])
 
 
 def _top(cdata: Any) -> Any:

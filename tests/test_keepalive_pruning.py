@@ -1,8 +1,10 @@
 """Keep-alive pruning and held memory: never hand memory out twice while an old value reaches it.
 
-The arena forgets ctypes keep-alive entries that hold only its own memory
-(``_views.prune_keepalives``, ``reusable``, ``Ledger.prune_parts``); these
-tests pin down when it must not.
+The arena leaves ctypes keep-alive entries that hold only its own memory out
+of its view counts (``Ledger.unlinked``, ``Ledger.held_views``), makes a
+fresh part when an old one has entries (``reusable``) and carries entries
+over on growth (``Ledger.prune_parts``); these tests pin down when an entry
+must count.
 """
 
 from __future__ import annotations
