@@ -839,11 +839,13 @@ def test_lazy_grow_never_moves() -> None:
     buf = arena.alloc_copy(b"start")
     assert buf is not None
     where = address(buf)
-    step = 4096
+    commit = arena.commit_step
     size = len(buf)
     target = 256 << 20
     view = buf
     while size < target:
+        # page by page over the first commits, then a commit and a page at a time
+        step = 4096 if size < 8 * commit else 16 * commit + 4096
         size = min(size + step, target)
         grown = arena.grow(view, size)
         assert grown is not None, size
