@@ -5,9 +5,13 @@ from __future__ import annotations
 import ctypes
 import operator
 import sys
+from _functools import partial  # type: ignore[import-not-found]
+
+from ._address import _CData
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 _DATA_BASES = (
@@ -21,6 +25,24 @@ _DATA_BASES = (
 _FUNC_PTR: Any = getattr(ctypes, "_CFuncPtr")  # noqa: B009 (not in the stubs)
 # ``_type_`` codes of simple types that hold an address: char*, wchar_t*, void*, BSTR.
 _POINTER_CODES = frozenset("zZPX")
+
+
+class _Probe(ctypes.Structure):
+    """A structure with one field, to name the type of ctypes' field descriptors."""
+
+    _fields_ = [("field", ctypes.c_char)]
+
+
+#: The type of the descriptors ctypes makes for the fields it lays out.
+_CFIELD: Any = type(_Probe.__dict__["field"])
+_SIMPLE_META: Any = type(ctypes.c_int)
+_ARRAY_META: Any = type(ctypes.c_int * 1)
+_CHAR1 = ctypes.c_char * 1
+_VALUE: Any = vars(ctypes._SimpleCData)["value"]
+_ARRAY_LEN: Any = ctypes.Array.__len__
+_ARRAY_ITEM: Any = ctypes.Array.__getitem__
+#: Zeroed memory that the checks read values of unknown type from (never written).
+_ZEROS = (ctypes.c_longdouble * 4)()
 
 
 def check_int(name: str, value: object) -> int:
@@ -98,6 +120,67 @@ def _incomplete(ctype: type[Any], part: type[Any]) -> TypeError:
     )
 
 
+def _read_zero(ctype: type[Any], what: str, read: Callable[[], Any]) -> tuple[bool, bool, Any]:
+    """What ``read()`` of a zeroed value gives: (a py_object, a pointer, a type to visit).
+
+    ``read`` reads through a type's own code (a field descriptor, an array's
+    item, a simple type's value), which follows the layout ctypes really
+    made, whatever the class dict says now. A ctypes object read is a view:
+    its type is visited. ``None`` is a null ``c_char_p``, ``c_wchar_p`` or
+    ``c_void_p``; ``ValueError`` a null ``py_object``.
+    """
+    try:
+        value = read()
+    except ValueError:  # "PyObject is NULL"
+        return True, False, None
+    except Exception as exc:
+        raise TypeError(f"{ctype.__name__}: cannot read {what}: {exc}") from None
+    if value is None:
+        return False, True, None
+    if isinstance(value, _CData):
+        return False, False, type(value)
+    return False, False, None
+
+
+def _laid_out(ctype: type[Any], part: type[Any]) -> list[tuple[bool, bool, Any]]:
+    """Read a zeroed value of each field ctypes laid out for ``part`` (see :func:`_read_zero`).
+
+    A second ``_fields_`` that ctypes refuses ("_fields_ is final") is
+    stored in the class dict all the same, and ``del`` removes it: the field
+    descriptors (``CField``) in the dicts of the classes of the MRO are what
+    ctypes reads and writes. Each is read at zeroed memory (a descriptor
+    reads at the object's address plus its offset, whatever the object).
+    A simple type or an array is read the same way, through its own code.
+    """
+    zeros = ctypes.addressof(_ZEROS)
+    found: list[tuple[bool, bool, Any]] = []
+    if issubclass(part, ctypes._SimpleCData):
+        value = _SIMPLE_META.from_address(part, zeros)
+        found.append(_read_zero(ctype, part.__name__, partial(_VALUE.__get__, value)))
+    elif issubclass(part, ctypes.Array):
+        array = _ARRAY_META.from_address(part, zeros)
+        if _ARRAY_LEN(array):
+            found.append(
+                _read_zero(ctype, f"an item of {part.__name__}", partial(_ARRAY_ITEM, array, 0))
+            )
+    else:
+        size = ctypes.sizeof(part)
+        for klass in part.__mro__:
+            for name, field in list(vars(klass).items()):
+                if type(field) is not _CFIELD:
+                    continue
+                what = f"{klass.__name__}.{name}"
+                width = getattr(field, "byte_size", field.size)
+                if width >> 16:  # (a bitfield before 3.14: bits and bit offset)
+                    width = 0
+                if not 0 <= field.offset <= field.offset + width <= size:
+                    # (a descriptor taken from another type: ctypes would read past the value)
+                    raise TypeError(f"{ctype.__name__}: {what} is not a field of {part.__name__}")
+                holder = _CHAR1.from_address(zeros - field.offset)
+                found.append(_read_zero(ctype, what, partial(field.__get__, holder, part)))
+    return found
+
+
 def _walk(ctype: type[Any]) -> tuple[bool, bool, bool]:
     """(holds a py_object, holds a pointer, layout is final) for a ctypes data type.
 
@@ -109,6 +192,11 @@ def _walk(ctype: type[Any]) -> tuple[bool, bool, bool]:
     an array type whose element type changed after it was made. The layout is
     final when no Structure or Union in it can still be given ``_fields_`` (a
     subclass that inherits all its fields can), so it may be cached.
+
+    The class dict (``_fields_``, ``_type_``) is not trusted alone: a second
+    ``_fields_`` that ctypes refuses is stored in it all the same, ``del``
+    takes it away, and ``_type_`` can be set. Each type is also read as
+    ctypes laid it out (:func:`_laid_out`), and what that finds counts too.
     """
     py_object = pointer = False
     final = True
@@ -160,6 +248,14 @@ def _walk(ctype: type[Any]) -> tuple[bool, bool, bool]:
                     ) from None
         else:
             raise TypeError(f"{ctype.__name__} holds {part!r}, which is not a ctypes data type")
+        if not issubclass(part, (ctypes._Pointer, _FUNC_PTR)):
+            # What the class dict says (``_fields_``, ``_type_``) may have
+            # changed since ctypes laid the type out: read the real layout too.
+            for has_object, has_pointer, inner in _laid_out(ctype, part):
+                py_object = py_object or has_object
+                pointer = pointer or has_pointer
+                if inner is not None:
+                    stack.append(inner)
     return py_object, pointer, final
 
 

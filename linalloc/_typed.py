@@ -33,7 +33,7 @@ from ._slots import NOTHING, Cursor, Dropper, Window, drop_values, slot_type
 from ._store import array_type as array_type_of
 from ._store import exact_array_type
 from ._values import convert, init_error
-from ._views import _SOURCE_KEY, Part
+from ._views import _LISTED_ONE, _SOURCE_KEY, Part, _refcounts
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
@@ -352,14 +352,21 @@ class TypedArena(ArenaBase, _Generic[T]):
     def alloc(self, *args: Any, **kwargs: Any) -> T | None:
         """Build the next value in place as ``ctype(*args, **kwargs)`` would; None when full.
 
-        Fields not given are zero. If the constructor raises, the slot is
-        cleared and nothing changes. With no arguments no constructor runs:
+        Fields not given are zero. With no arguments no constructor runs:
         ``alloc()`` then setting fields is the quicker way to fill a slot.
-        A constructor that allocates from this arena, or takes a checkpoint
-        of it (or enters a scope), and then raises leaves its slot used:
-        cleared, counted in ``len``, never dropped, freed by the next rewind
-        or reset past it (a checkpoint taken inside counts the slot, so a
-        rewind to it must not make the slot live again).
+        If the constructor raises, the slot is cleared, and it is handed out
+        again (nothing changes) only if the failed value is gone: its
+        reference count shows that nothing but the arena holds it, and its
+        type has no ``__del__`` that could revive it. That is the case when
+        ctypes' own constructor refuses the arguments. A Python ``__init__``
+        that raises leaves the failed value (``self``) in its frame, which
+        the exception's traceback keeps (the arena cannot drop it), or may
+        have stored ``self`` somewhere: then, as when the constructor
+        allocates from this arena or takes a checkpoint of it (or enters a
+        scope) and then raises, the slot stays used: cleared, counted in
+        ``len``, never dropped, freed by the next rewind or reset past it (a
+        reset is refused while the failed value lives, as for any view). No
+        slot is handed out while an object over it lives.
 
         >>> import ctypes
         >>> from linalloc import TypedArena
@@ -394,8 +401,10 @@ class TypedArena(ArenaBase, _Generic[T]):
                     value.__init__(*args)
             except BaseException as exc:
                 del take  # the traceback must not keep the window's iterator
-                error = self._init_failed(value, args, exc)
-                del value, exc  # nor the cleared slot, as a view
+                failed = [value]  # (the arena's one reference: see _give_back_failed)
+                del value
+                error = self._init_failed(failed, args, exc)
+                del failed, exc  # nor the value, as a view
                 if error is not None:
                     try:
                         raise error from None
@@ -468,16 +477,19 @@ class TypedArena(ArenaBase, _Generic[T]):
             del token
 
     def _init_failed(
-        self, value: Any, args: tuple[Any, ...], exc: BaseException
+        self, failed: list[Any], args: tuple[Any, ...], exc: BaseException
     ) -> BaseException | None:
         """Undo an allocation whose constructor raised: clear the slot, hand it out again.
 
-        If the constructor itself allocated from this arena, the slot is no
-        longer the newest and cannot be given back: it stays used, cleared,
-        and is never dropped. The same if it took a checkpoint (or entered a
-        scope) of this arena: that checkpoint's position counts the slot, and
-        a rewind to it must not make a slot never handed out live again.
-        Returns the error to raise instead of the constructor's, if any.
+        ``failed`` holds the value, the caller's only reference to it (the
+        list is emptied). The slot is handed out again only if nothing else
+        holds the value (see :meth:`_give_back_failed`); else it stays used,
+        cleared, and is never dropped. The same if the constructor allocated
+        from this arena (the slot is no longer the newest) or took a
+        checkpoint (or entered a scope) of it: that checkpoint's position
+        counts the slot, and a rewind to it must not make a slot never
+        handed out live again. Returns the error to raise instead of the
+        constructor's, if any.
         """
         if self._size:
             previous = self._busy
@@ -485,20 +497,43 @@ class TypedArena(ArenaBase, _Generic[T]):
             try:
                 self._busy = ref(token)
                 self._halt()  # (the count is read below: nothing may take a slot meanwhile)
-                self._give_back((ctypes.addressof(value) - self._root_address()) // self._size)
+                self._give_back_failed(failed)
             finally:
                 self._busy = previous
                 del token
+        failed.clear()
         return init_error(self._ctype, args, exc)
 
-    def _give_back(self, k: int) -> None:
+    def _give_back_failed(self, failed: list[Any]) -> None:
+        """Clear the slot of the value in ``failed``; hand it out again if the value is gone.
+
+        ``failed``: a list holding the value whose allocation failed, the
+        only reference the arena keeps; it is emptied here. Something else
+        may hold the value: the traceback of a Python ``__init__`` that
+        raised (its frame holds ``self``; the library cannot drop a frame of
+        the caller's exception), or whatever the constructor gave ``self``
+        to. Read off its reference count (as the view accounting reads
+        counts, ``_views``): the slot is given back only if the list's is the
+        only one, and only once the value is freed (a type with ``__del__``
+        could bring it back to life: never given back). Else the slot stays
+        used (dead), as the live value's. Call while busy and halted.
+        """
+        k = (ctypes.addressof(failed[0]) - self._root_address()) // self._size
+        kept = hasattr(self._ctype, "__del__")
+        kept = kept or _refcounts(failed)[0] != _LISTED_ONE
+        failed.clear()  # (freed here unless something else holds it)
+        self._give_back(k, kept)
+
+    def _give_back(self, k: int, kept: bool = False) -> None:
         """Clear slot ``k``, a value's whose allocation failed, and hand it out again.
 
-        Call while the arena is busy and halted. If the slot is no longer the
-        newest, or a checkpoint was taken after it, it stays used (dead).
+        Call while the arena is busy and halted, once no value over the slot
+        is left: ``kept`` says one may be, and the slot stays used (dead).
+        The same if the slot is no longer the newest, or a checkpoint was
+        taken after it.
         """
         ctypes.memset(self._root_address() + k * self._size, 0, self._size)
-        if k == self._cursor.count() - 1 and self._ledger.regions[-1].start <= k:
+        if not kept and k == self._cursor.count() - 1 and self._ledger.regions[-1].start <= k:
             self._restart(k)
         else:
             self._dead.add(k)
@@ -584,10 +619,10 @@ class TypedArena(ArenaBase, _Generic[T]):
                 # interrupt landed): give the slot back, and what opening the
                 # window committed (rule 6).
                 if taken is not None:
-                    k = (ctypes.addressof(taken) - self._root_address()) // self._size
+                    failed = [taken]
                     taken = None
                     self._halt()
-                    self._give_back(k)
+                    self._give_back_failed(failed)
                 if self._store.committed != committed:
                     self._uncommit(committed)
                 raise

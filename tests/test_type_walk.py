@@ -6,6 +6,9 @@
 - Function pointer fields (``CFUNCTYPE``...) count as pointers.
 - Incomplete types (no ``_fields_`` yet) get a ``TypeError`` from every entry
   point and nothing is cached for them.
+- What ctypes laid out counts, not only what the class dict says now: a
+  ``_fields_`` reassigned (refused by ctypes, stored all the same) or deleted,
+  or a ``_type_`` set, hides no ``py_object`` and no pointer.
 - Counts go through ``operator.index`` to an exact ``int``.
 """
 
@@ -280,6 +283,165 @@ def test_py_object_anywhere_is_refused(ctype: Any, typed_cls: Any, bump_cls: Any
     holder = type("Holder", (ctypes.Structure,), {"_fields_": [("p", ctypes.POINTER(ctype))]})
     assert not holds_py_object(holder)
     assert typed_cls(holder, 2).alloc() is not None
+
+
+# -- the class dict changed after ctypes laid the type out ---------------------------
+#
+# ctypes refuses a second ``_fields_`` ("_fields_ is final") only after
+# ``type.__setattr__`` stored it in the class dict, and ``del`` removes it
+# without a word; ``_type_`` of an array or a simple subclass can be set. The
+# layout (and the field descriptors that read and write it) stays as it was.
+
+
+def _forge_fields(klass: Any, how: str) -> None:
+    """Change ``klass._fields_`` in its dict the ways ctypes lets through."""
+    if how == "reassigned":
+        with pytest.raises(AttributeError, match="_fields_ is final"):
+            klass._fields_ = [("a", ctypes.c_int64), ("b", ctypes.c_int64)]
+        assert klass.__dict__["_fields_"][0][1] is ctypes.c_int64  # (stored all the same)
+    else:
+        del klass._fields_
+        assert "_fields_" not in klass.__dict__
+
+
+FORGERIES = ["reassigned", "deleted"]
+POINTER_FIELDS: list[Any] = [
+    ctypes.POINTER(ctypes.c_int64),
+    ctypes.c_void_p,
+    ctypes.c_char_p,
+    CB,
+    type("VoidChild", (ctypes.c_void_p,), {}),
+]
+
+
+@pytest.mark.parametrize("how", FORGERIES)
+def test_forged_fields_do_not_hide_a_py_object(how: str, typed_cls: Any, bump_cls: Any) -> None:
+    class Hidden(ctypes.Structure):
+        _fields_ = [("a", ctypes.py_object), ("b", ctypes.c_int64)]
+
+    class Outer(ctypes.Structure):
+        _fields_ = [("n", ctypes.c_int8), ("inner", Hidden * 2)]
+
+    _forge_fields(Hidden, how)
+    message = "Hidden holds a py_object: arena memory cannot own Python references"
+    for ctype in (Hidden, Outer, Hidden * 3):
+        assert holds_py_object(ctype)
+        with pytest.raises(TypeError, match="py_object"):
+            typed_cls(ctype, 4)
+    with pytest.raises(TypeError, match="^" + message):
+        typed_cls(Hidden, 4)
+    arena = bump_cls(256)
+    with pytest.raises(TypeError, match="^" + message):
+        arena.alloc(Hidden)
+    with pytest.raises(TypeError, match="py_object"):
+        arena.alloc_array(Outer, 2)
+    assert arena.used == 0 and arena.live_views() == 0
+    assert Layout.new(Hidden) == Layout(16, 8)  # (a Layout may describe it)
+
+
+@pytest.mark.parametrize("how", FORGERIES)
+@pytest.mark.parametrize("field", POINTER_FIELDS, ids=lambda t: t.__name__)
+def test_forged_fields_do_not_hide_a_pointer(how: str, field: Any, bump_cls: Any) -> None:
+    class Hidden(ctypes.Structure):
+        _fields_ = [("a", field), ("b", ctypes.c_int64)]
+
+    class Outer(ctypes.Structure):
+        _fields_ = [("n", ctypes.c_int8), ("inner", Hidden)]
+
+    _forge_fields(Hidden, how)
+    for ctype in (Hidden, Outer, Hidden * 2):
+        assert holds_pointer(ctype) and _layout.ctype_info(ctype)[2] is True
+    arena = bump_cls(1024)
+    dirty = arena.alloc_uninit_slice(Layout(1024))
+    dirty[:] = b"\xff" * 1024
+    del dirty
+    arena.reset()
+    value = arena.alloc(Outer)
+    assert bytes(value) == bytes(ctypes.sizeof(Outer))  # zeroed, no stale address
+    del value
+    arena.close()
+
+
+def test_forged_type_codes_do_not_hide_a_py_object_or_a_pointer() -> None:
+    objects = ctypes.py_object * 2
+    objects._type_ = ctypes.c_int64  # (same size: the array's size check passes)
+
+    class ObjectChild(ctypes.py_object):
+        pass
+
+    class VoidChild(ctypes.c_void_p):
+        pass
+
+    ObjectChild._type_ = "q"
+    VoidChild._type_ = "q"
+    for ctype in (objects, ObjectChild):
+        assert holds_py_object(ctype)
+        with pytest.raises(TypeError, match="holds a py_object"):
+            TypedArena(ctype, 4)
+    assert holds_pointer(VoidChild) and _layout.ctype_info(VoidChild)[2] is True
+
+
+def test_a_field_descriptor_from_another_type_is_refused() -> None:
+    class Big(ctypes.Structure):
+        _fields_ = [("pad", ctypes.c_char * 64), ("far", ctypes.c_int64)]
+
+    class Objects(ctypes.Structure):
+        _fields_ = [("obj", ctypes.py_object)]
+
+    class Small(ctypes.Structure):
+        _fields_ = [("x", ctypes.c_int64)]
+
+    class Other(ctypes.Structure):
+        _fields_ = [("x", ctypes.c_int64)]
+
+    Small.x = Big.__dict__["far"]  # reads 8 bytes at offset 64 of an 8-byte value
+    with pytest.raises(TypeError, match="^Small: Small.x is not a field of Small$"):
+        _layout.ctype_info(Small)
+    Other.x = Objects.__dict__["obj"]  # reads a py_object where an int64 was laid out
+    assert holds_py_object(Other)
+    with pytest.raises(TypeError, match="holds a py_object"):
+        TypedArena(Other, 2)
+
+
+FORGED_CRASH = """
+import ctypes, sys
+import linalloc
+from linalloc import Layout
+
+class S(ctypes.Structure):
+    _fields_ = [("obj", ctypes.py_object), ("n", ctypes.c_int64)]
+
+try:
+    S._fields_ = [("obj", ctypes.c_int64), ("n", ctypes.c_int64)]
+except AttributeError:
+    pass
+for kind in (linalloc.BumpArena, linalloc.BumpArenaLazy):
+    arena = kind(64)
+    view = arena.alloc_uninit_slice(Layout(64, 8))
+    view[:] = b"\x41" * 64
+    del view
+    arena.reset()
+    try:
+        value = arena.alloc(S)
+    except TypeError:
+        continue
+    print(repr(value.obj))  # would follow 0x4141414141414141 as a PyObject*
+    sys.exit(3)
+for kind in (linalloc.TypedArena, linalloc.TypedArenaLazy):
+    try:
+        kind(S, 4)
+    except TypeError:
+        continue
+    sys.exit(4)
+print("refused")
+"""
+
+
+def test_a_refused_fields_reassignment_does_not_hand_out_a_py_object() -> None:
+    """The arenas must refuse the type, not read a py_object out of stale bytes."""
+    result = run_python(FORGED_CRASH)
+    assert result.returncode == 0, (result.returncode, result.stderr[-3000:])
+    assert result.stdout.strip() == "refused"
 
 
 # -- incomplete types -----------------------------------------------------------------

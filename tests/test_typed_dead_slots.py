@@ -1,4 +1,11 @@
-"""A constructor that allocates from its own arena and then raises.
+"""Dead slots: a constructor that raises and leaves its slot used.
+
+A constructor that raises after allocating from its own arena, or whose
+failed value something still holds (the traceback of a Python ``__init__``,
+a registry its ``__init__`` filled, a ``__del__`` that revives it), leaves
+its slot used: the slot is never handed out while an object over it lives.
+The first tests below are about a constructor that allocates from its own
+arena and then raises.
 
 The failed value's slot is no longer the newest, so it cannot be given back:
 it stays used (it counts in ``len`` and iterates), is cleared to zero, and is
@@ -154,3 +161,108 @@ def test_rewind_to_a_checkpoint_at_the_dead_slot_frees_it(typed_cls: type, befor
     del kept
     arena.close()
     assert dropped == [50, *range(before, 0, -1)]
+
+
+# -- a failed value that something still holds ---------------------------------
+
+
+class Checked(ctypes.Structure):
+    """A structure whose Python ``__init__`` validates its arguments."""
+
+    _fields_ = [("x", ctypes.c_int64), ("y", ctypes.c_int64)]
+
+    def __init__(self, x: int = 0, y: int = 0) -> None:
+        if x < 0:
+            raise RuntimeError("x must be >= 0")
+        super().__init__(x, y)
+
+
+def _self_in(error: BaseException) -> Any:
+    """The ``self`` of the ``Checked.__init__`` frame in ``error``'s traceback, or None."""
+    tb = error.__traceback__
+    while tb is not None:
+        # (only that frame's locals: reading a running frame's would keep them)
+        if tb.tb_frame.f_code is Checked.__init__.__code__:
+            return tb.tb_frame.f_locals["self"]
+        tb = tb.tb_next
+    return None
+
+
+@pytest.mark.parametrize("with_drop", [False, True], ids=["no-drop", "drop"])
+def test_a_failed_value_the_traceback_holds_keeps_its_slot(
+    typed_cls: type, with_drop: bool
+) -> None:
+    dropped: list[int] = []
+    kwargs: dict[str, Any] = {"drop": lambda v: dropped.append(v.x)} if with_drop else {}
+    arena = typed_cls(Checked, 4, **kwargs)
+    first = arena.alloc(1, 2)
+    errors: list[BaseException] = []
+    try:
+        arena.alloc(-1, 5)
+    except RuntimeError as exc:
+        errors.append(exc)  # kept, as a test runner or a logger keeps it
+    ghost = _self_in(errors[0])
+    assert ghost is not None and (ghost.x, ghost.y) == (0, 0)  # cleared
+    assert len(arena) == 2 and arena.live_views() == 2
+    second = arena.alloc(7, 8)
+    size = ctypes.sizeof(Checked)
+    assert ctypes.addressof(second) == ctypes.addressof(ghost) + size
+    ghost.x = 999
+    assert (second.x, second.y) == (7, 8)
+    del first, second
+    with pytest.raises(BufferError):
+        arena.reset()  # the failed value is a live view
+    del ghost, errors
+    arena.reset()
+    assert dropped == ([7, 1] if with_drop else [])  # the dead slot is never dropped
+    assert len(arena) == 0
+    arena.close()
+
+
+@pytest.mark.parametrize("with_drop", [False, True], ids=["no-drop", "drop"])
+def test_a_failed_value_its_constructor_registered_keeps_its_slot(
+    typed_cls: type, with_drop: bool
+) -> None:
+    registry: list[Any] = []
+
+    class Registered(ctypes.Structure):
+        _fields_ = [("v", ctypes.c_int64)]
+
+        def __init__(self, v: int) -> None:
+            registry.append(self)
+            raise ValueError("refused")
+
+    kwargs: dict[str, Any] = {"drop": lambda v: None} if with_drop else {}
+    arena = typed_cls(Registered, 2, **kwargs)
+    message = "cannot build a Registered from (1,): refused"
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        arena.alloc(1)
+    ghost = registry.pop()  # (the traceback is gone)
+    other = arena.alloc()
+    assert other is not None
+    assert ctypes.addressof(other) == ctypes.addressof(ghost) + ctypes.sizeof(Registered)
+    assert len(arena) == 2 and arena.alloc() is None
+    del ghost, other
+    arena.close()
+
+
+def test_a_failed_value_its_finalizer_revives_keeps_its_slot(typed_cls: type) -> None:
+    revived: list[Any] = []
+
+    class Phoenix(ctypes.Structure):
+        _fields_ = [("v", ctypes.c_int64)]
+
+        def __del__(self) -> None:
+            revived.append(self)
+
+    arena = typed_cls(Phoenix, 2)
+    with pytest.raises(TypeError, match="too many initializers"):
+        arena.alloc(1, 2)  # refused by ctypes itself: nothing else holds the value
+    assert len(revived) == 1  # ... until its __del__ ran
+    other = arena.alloc(3)
+    assert other is not None
+    assert ctypes.addressof(other) == ctypes.addressof(revived[0]) + ctypes.sizeof(Phoenix)
+    assert len(arena) == 2
+    del other
+    revived.clear()
+    arena.close()

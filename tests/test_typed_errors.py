@@ -2,7 +2,9 @@
 
 ``alloc(*args)`` rewords what ``ctype(*args)`` raises ("cannot build a Point from
 ...: ..."), and a full arena still checks the arguments, with the same message.
-``alloc_many(n)`` names its argument ``n``. Every refused call changes nothing.
+``alloc_many(n)`` names its argument ``n``. Every call ctypes refuses changes
+nothing; a Python ``__init__`` that raises leaves its slot used (its frame, in
+the traceback, holds the failed value).
 """
 
 from __future__ import annotations
@@ -119,18 +121,19 @@ def test_constructor_raising_its_own_error_is_reworded_with_the_arguments(
             if self.v < 0:
                 raise ValueError(f"negative: {self.v}")
 
-    arena = typed_cls(Checked, 2)
+    arena = typed_cls(Checked, 3)
     kept = arena.alloc(3)
     message = "cannot build a Checked from (-4,): negative: -4"
     with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
         arena.alloc(-4)
-    assert len(arena) == 1 and [v.v for v in arena] == [3]
+    # the traceback held the failed value: its slot stays used, cleared
+    assert len(arena) == 2 and [v.v for v in arena] == [3, 0]
     again = arena.alloc(5)
-    assert again.v == 5 and ctypes.addressof(again) == ctypes.addressof(kept) + 8
+    assert again.v == 5 and ctypes.addressof(again) == ctypes.addressof(kept) + 16
     # full: the arguments are still checked, built aside, with the same message
     with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
         arena.alloc(-4)
-    assert arena.alloc(6) is None and len(arena) == 2 and [v.v for v in arena] == [3, 5]
+    assert arena.alloc(6) is None and len(arena) == 3 and [v.v for v in arena] == [3, 0, 5]
     del kept, again
     arena.close()
 
@@ -142,14 +145,14 @@ def test_a_constructor_error_that_is_not_a_type_error_passes_through(typed_cls: 
         def __init__(self, *args: Any) -> None:
             raise KeyError("no such thing")
 
-    arena = typed_cls(Failing, 1)
+    arena = typed_cls(Failing, 2)
     with pytest.raises(KeyError, match="^'no such thing'$"):
         arena.alloc(1)
-    assert len(arena) == 0
+    assert len(arena) == 1  # (the slot stays used: the traceback held the failed value)
     full = arena.alloc()
     with pytest.raises(KeyError, match="^'no such thing'$"):
         arena.alloc(1)  # full: built aside, the same error
-    assert len(arena) == 1
+    assert len(arena) == 2
     del full
     arena.close()
 
