@@ -226,8 +226,16 @@ class TypedArena(ArenaBase, _Generic[T]):
     # -- the algorithm -----------------------------------------------------
 
     def _usable_slots(self) -> int:
-        """Slots that lie wholly in usable (committed) memory."""
-        return min(self._capacity, (int(self._store.committed) - self._offset) // self._size)
+        """Slots that lie wholly in usable (committed) memory; none once retired.
+
+        (A store is retired when the values were dropped at collection time and
+        a drop callback kept one, bringing the arena back to life: its memory
+        is never handed out again, whatever call comes next.)
+        """
+        store = self._store
+        if store.retired:
+            return 0
+        return min(self._capacity, (int(store.committed) - self._offset) // self._size)
 
     def _restart(self, k: int) -> None:
         """Hand out slots from k on: close the window; the next allocation opens one at k.
