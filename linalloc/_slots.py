@@ -88,16 +88,20 @@ class Cursor:
     """Which slots are live, ``[0, count())``, and the window being handed out.
 
     Slots below ``hi`` are usable now (lazy: committed). Slots from ``dirty``
-    on are known to be zero. With a drop callback the :class:`Dropper` shares
-    this object, so then it refers to no slot array and no value.
+    on are known to be zero. ``dead``: used slots that were never handed out
+    (a constructor that allocated from its own arena, then raised); they are
+    never dropped. With a drop callback the :class:`Dropper` shares this
+    object, so then it refers to no slot array and no value.
     """
 
-    __slots__ = ("hi", "dirty", "win")
+    __slots__ = ("hi", "dirty", "win", "dead")
 
     def __init__(self, hi: int) -> None:
         self.hi = hi
         self.dirty = 0
         self.win = Window(0, NOTHING)
+        #: replaced as a whole or added to (one operation each)
+        self.dead: set[int] = set()
 
     def count(self) -> int:
         win = self.win
@@ -109,6 +113,7 @@ def drop_values(
 ) -> BaseException | None:
     """Drop the live values down to slot ``lo``, newest first; return the first error.
 
+    Dead slots (``cursor.dead``: never handed out) are passed over, not dropped.
     Before each call the count goes down past the value (one store of
     ``cursor.win``): an exception or a signal landing anywhere leaves every
     value either dropped and not counted, or counted and not dropped, so no
@@ -119,8 +124,12 @@ def drop_values(
     """
     first: BaseException | None = None
     value = None
+    dead = cursor.dead
     try:
         for k in range(cursor.count() - 1, lo - 1, -1):
+            if k in dead:
+                cursor.win = Window(k, NOTHING)
+                continue
             value = array[k]
             cursor.win = Window(k, NOTHING)
             try:
@@ -146,7 +155,8 @@ class Dropper:
     them: when the arena and every value are unreachable. The drop callback
     may refer to the arena's owner (``drop=self.release``): the cycle is
     collected like any other, and this ``__del__`` runs first (PEP 442).
-    Nothing runs while the interpreter shuts down.
+    Slots in ``cursor.dead`` (never handed out) are not dropped, as by
+    ``close()``. Nothing runs while the interpreter shuts down.
     """
 
     __slots__ = ("drop", "ctype", "store", "offset", "cursor")
@@ -201,6 +211,8 @@ class Dropper:
                 del root
                 error = drop_values(drop, array, cursor, 0)
                 del array
+                if cursor.dead:  # (dropped past: an arena brought back reuses them)
+                    cursor.dead = {k for k in cursor.dead if k < cursor.count()}
                 if kept() is not None:
                     # A callback kept a value (or brought the arena back to
                     # life): the arena, if it lives on, hands out no memory.

@@ -110,19 +110,6 @@ def _take_over_keepalives(objects: dict[str, Any], first: int, arena: Any) -> No
         kept[name] = entry if old is None or old is entry else (old, entry)
 
 
-def _skipping(
-    drop: Callable[[Any], object], dead: set[int], root: int, size: int
-) -> Callable[[Any], object]:
-    """``drop``, except for the values of the slots in ``dead``."""
-
-    def call(value: Any) -> object:
-        if (ctypes.addressof(value) - root) // size in dead:
-            return None
-        return drop(value)
-
-    return call
-
-
 class TypedArena(ArenaBase, _Generic[T]):
     """A fixed-capacity arena of values of one ctypes type, in one string buffer.
 
@@ -187,7 +174,6 @@ class TypedArena(ArenaBase, _Generic[T]):
         # callback must see how many were handed out, or the type has a
         # finalizer (it could keep a value that was never handed out).
         self._batched = drop is None and not hasattr(ctype, "__del__")
-        self._dead: set[int] = set()  # slots a failed constructor could not give back
         # Slicing a c_char/c_wchar array gives bytes/str, not values.
         self._slices = isinstance((slot_type(ctype) * 0)()[0:0], list)
         self._cursor = Cursor(self._usable_slots() if size else 0)
@@ -346,8 +332,9 @@ class TypedArena(ArenaBase, _Generic[T]):
 
     def _set_position(self, position: int) -> None:
         self._restart(position)
-        if self._dead:
-            self._dead = {k for k in self._dead if k < position}
+        cursor = self._cursor
+        if cursor.dead:  # (slots a failed constructor could not give back)
+            cursor.dead = {k for k in cursor.dead if k < position}
 
     def _slots_at(self, k: int) -> Any:
         """The slot array that values of slot ``k`` come from (its region's newest)."""
@@ -509,7 +496,7 @@ class TypedArena(ArenaBase, _Generic[T]):
         if k == self._cursor.count() - 1 and self._ledger.regions[-1].start <= k:
             self._restart(k)
         else:
-            self._dead.add(k)
+            self._cursor.dead.add(k)
 
     def _watch(self, array: Any, first: int) -> Any:
         """``array`` (made with ``from_buffer`` over a slot array, slot ``first`` on).
@@ -874,9 +861,7 @@ class TypedArena(ArenaBase, _Generic[T]):
             self._busy = ref(token)
             self._take = _EMPTY_POP  # (the slow path refuses while drop callbacks run)
             arr = self._part.arrays[_SLOTS]
-            if self._dead:  # slots never handed out are not dropped
-                drop = _skipping(drop, self._dead, self._root_address(), self._size)
-            return drop_values(drop, arr, cursor, position)
+            return drop_values(drop, arr, cursor, position)  # (dead slots are passed over)
         finally:
             del arr
             self._busy = previous
