@@ -29,7 +29,7 @@ from itertools import chain, islice, repeat
 from ._arena import _THREAD, ArenaBase, _closed_error, raise_closed
 from ._layout import check_count, check_storable, ctype_info
 from ._lazy import LazyArenaMixin
-from ._slots import NOTHING, Cursor, Dropper, Window, drop_values, slot_type
+from ._slots import NOTHING, Cursor, Dropper, Window, carrying_type, drop_values, slot_type
 from ._store import array_type as array_type_of
 from ._store import exact_array_type
 from ._values import convert, init_error
@@ -180,7 +180,9 @@ class TypedArena(ArenaBase, _Generic[T]):
         self._take: Callable[[], Any] = _EMPTY_POP
         self._wn = _MIN_WINDOW  # the next window's size
         self._dropper = (
-            Dropper(drop, ctype, self._store, offset, self._cursor) if drop is not None else None
+            Dropper(drop, ctype, self._store, offset, self._cursor, ref(self))
+            if drop is not None
+            else None
         )
         self._init_ledger()
         if not size:
@@ -196,6 +198,8 @@ class TypedArena(ArenaBase, _Generic[T]):
             # (this module's own type: lengths follow the committed size, and
             # ctypes' cache would keep every one for the life of the process)
             array_type = array_type_of(slot_type(self._ctype), max(n, 0))
+            if self._dropper is not None and self._pointers:
+                array_type = carrying_type(array_type)  # (keep-alives for a collection-time drop)
             part.arrays[_SLOTS] = array_type.from_buffer(part.root, self._offset)
         else:
             # Zero-size values: every allocation succeeds and none is counted.
