@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 from _weakref import ref
 
 from ._store import LazyStore
@@ -24,6 +25,7 @@ class LazyArenaMixin:
 
     if TYPE_CHECKING:  # provided by ArenaBase and the arena class
         _busy: Any
+        _ledger: Any
 
         def _enter(self) -> None: ...
         def _enter_mut(self) -> None: ...
@@ -85,6 +87,12 @@ class LazyArenaMixin:
         the reservation is released. A later allocation commits them again
         (they read as zero then). Raises ``OSError`` if the OS refuses.
 
+        Memory that ``reset()`` or ``rewind()`` freed while a view of it lived
+        (a value a drop callback kept) counts as used until the last such view
+        is gone: its pages stay committed, and their contents with them, as a
+        live view's must (the call is not refused: it gives back what lies
+        past that memory, maybe nothing).
+
         >>> from linalloc import BumpArenaLazy, Layout
         >>> arena = BumpArenaLazy(1 << 30)
         >>> view = arena.alloc_uninit_slice(Layout(1 << 20))
@@ -98,12 +106,28 @@ class LazyArenaMixin:
         try:
             self._busy = ref(token)
             self._halt()  # (no allocation between reading ``used`` and trimming)
-            released = int(self._store.trim(self._used_bytes()))
+            released = int(self._store.trim(max(self._used_bytes(), self._held_bytes())))
             self._after_trim()
         finally:
             self._busy = None
             del token
         return released
+
+    def _held_bytes(self) -> int:
+        """Bytes from the start up to the end of the held memory still viewed; 0 if none.
+
+        (Held memory: what a rewind or reset freed while a view of it lived.)
+        """
+        ledger = self._ledger
+        if not ledger.held or ledger.held_views() <= 0:
+            return 0
+        start = int(self._store.address)
+        ends = [
+            ctypes.addressof(held.part.root) + len(held.part.root) - start
+            for held in ledger.held
+            if held.views() > 0
+        ]
+        return max(ends, default=0)
 
     def _repr_fields(self) -> list[str]:
         fields: list[str] = super()._repr_fields()  # type: ignore[misc]

@@ -20,6 +20,7 @@ from _operator import length_hint
 from _weakref import ref
 
 from ._store import array_type
+from ._views import _SOURCE_KEY
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
@@ -88,16 +89,20 @@ class Cursor:
     """Which slots are live, ``[0, count())``, and the window being handed out.
 
     Slots below ``hi`` are usable now (lazy: committed). Slots from ``dirty``
-    on are known to be zero. With a drop callback the :class:`Dropper` shares
-    this object, so then it refers to no slot array and no value.
+    on are known to be zero. ``dead``: used slots that were never handed out
+    (a constructor that allocated from its own arena, then raised); they are
+    never dropped. With a drop callback the :class:`Dropper` shares this
+    object, so then it refers to no slot array and no value.
     """
 
-    __slots__ = ("hi", "dirty", "win")
+    __slots__ = ("hi", "dirty", "win", "dead")
 
     def __init__(self, hi: int) -> None:
         self.hi = hi
         self.dirty = 0
         self.win = Window(0, NOTHING)
+        #: replaced as a whole or added to (one operation each)
+        self.dead: set[int] = set()
 
     def count(self) -> int:
         win = self.win
@@ -109,6 +114,7 @@ def drop_values(
 ) -> BaseException | None:
     """Drop the live values down to slot ``lo``, newest first; return the first error.
 
+    Dead slots (``cursor.dead``: never handed out) are passed over, not dropped.
     Before each call the count goes down past the value (one store of
     ``cursor.win``): an exception or a signal landing anywhere leaves every
     value either dropped and not counted, or counted and not dropped, so no
@@ -119,8 +125,12 @@ def drop_values(
     """
     first: BaseException | None = None
     value = None
+    dead = cursor.dead
     try:
         for k in range(cursor.count() - 1, lo - 1, -1):
+            if k in dead:
+                cursor.win = Window(k, NOTHING)
+                continue
             value = array[k]
             cursor.win = Window(k, NOTHING)
             try:
@@ -139,6 +149,44 @@ def drop_values(
     return first
 
 
+#: The key, in the ``_objects`` of the slot array a :class:`Dropper` makes, of
+#: the keep-alives it carried over from the arena's own slot arrays.
+_CARRIED = "linalloc:carried"
+
+# id(slot array type) -> (it, its subclass that carries keep-alives when it dies)
+_carrying_types: dict[int, tuple[type[Any], type[Any]]] = {}
+
+
+def carrying_type(array_type: type[Any]) -> type[Any]:
+    """A subclass of ``array_type`` whose instances carry their keep-alives to the dropper.
+
+    For the slot arrays of an arena that has a drop callback and a type that
+    holds pointers: ctypes keeps the target of a pointer stored in a value
+    in its slot array's ``_objects``. When the arena is collected, the
+    :class:`Dropper` hands the values to the callback from a slot array of
+    its own; before each of the arena's slot arrays dies (``__del__`` sees
+    its ``_objects`` whole, even in a collected cycle), its keep-alives go to
+    the dropper, so that a value the callback keeps keeps them too.
+    """
+    entry = _carrying_types.get(id(array_type))
+    if entry is None or entry[0] is not array_type:
+        meta: Any = type(array_type)
+        made = meta(array_type.__name__, (array_type,), {"__del__": _carry})
+        if len(_carrying_types) >= 1024:
+            _carrying_types.clear()
+        entry = _carrying_types[id(array_type)] = (array_type, made)
+    return entry[1]
+
+
+def _carry(array: Any) -> None:
+    """``__del__`` of a slot array of a :func:`carrying_type`."""
+    objects = array._objects
+    source = objects.get(_SOURCE_KEY) if objects else None
+    dropper = getattr(getattr(source, "obj", None), "_linalloc_dropper", None)
+    if dropper is not None:
+        dropper.carry(objects)
+
+
 class Dropper:
     """Drops what an unreachable arena still held, once; errors go to sys.unraisablehook.
 
@@ -146,19 +194,34 @@ class Dropper:
     them: when the arena and every value are unreachable. The drop callback
     may refer to the arena's owner (``drop=self.release``): the cycle is
     collected like any other, and this ``__del__`` runs first (PEP 442).
-    Nothing runs while the interpreter shuts down.
+    Slots in ``cursor.dead`` (never handed out) are not dropped, as by
+    ``close()``. Nothing runs while the interpreter shuts down.
+
+    ``carried``: the keep-alives of the arena's slot arrays that died once
+    the arena was gone (:func:`carrying_type`), for the slot array this
+    makes to hold. ``end``: the count of values dropped at collection, -1
+    before (and once no value was kept).
     """
 
-    __slots__ = ("drop", "ctype", "store", "offset", "cursor")
+    __slots__ = ("drop", "ctype", "store", "offset", "cursor", "arena", "carried", "end")
 
     def __init__(
-        self, drop: Callable[[Any], object], ctype: Any, store: Any, offset: int, cursor: Cursor
+        self,
+        drop: Callable[[Any], object],
+        ctype: Any,
+        store: Any,
+        offset: int,
+        cursor: Cursor,
+        arena: Callable[[], object],
     ) -> None:
         self.drop: Callable[[Any], object] | None = drop
         self.ctype = ctype
         self.store = store
         self.offset = offset
         self.cursor = cursor
+        self.arena = arena  # (a weak reference: the arena, while it lives)
+        self.carried: list[Any] = []
+        self.end = -1
         reservation = getattr(store, "reservation", None)
         if reservation is not None:
             reservation.pins += 1
@@ -171,13 +234,40 @@ class Dropper:
             if reservation is not None:
                 reservation.unpin()
 
+    def carry(self, objects: dict[str, Any]) -> None:
+        """Keep the keep-alives of live values from a dying slot array's ``objects``.
+
+        Only once the arena is gone (what a living arena lets go of is freed
+        values', or was copied to its newest slot array) and its values are
+        still to be dropped, or were dropped and one was kept. An entry whose
+        key names no slot (not one ctypes makes) is kept too.
+        """
+        end = self.end
+        if end < 0:
+            if self.drop is None or self.arena() is not None or sys.is_finalizing():
+                return
+            end = self.cursor.count()
+        carried = self.carried
+        for key, entry in list(objects.items()):
+            if key == _SOURCE_KEY or entry is None:
+                continue
+            head, _, last = key.rpartition(":")
+            try:
+                slot = int(last, 16) if not head.startswith("linalloc") else -1
+            except ValueError:
+                slot = -1
+            if slot < end:
+                carried.append(entry)
+
     def __del__(self) -> None:
         drop = self.drop
         if drop is None or sys.is_finalizing():
             return
+        keeping = False
         try:
             cursor = self.cursor
             n = cursor.count()
+            self.end = n  # (slot arrays finalized later in a collected cycle still carry)
             cursor.dirty = max(cursor.dirty, n)
             # The arena's value iterator shares the window's range iterator:
             # exhaust it, so that an arena brought back to life (the callback
@@ -199,15 +289,23 @@ class Dropper:
                 kept = ref(root)
                 array = array_type(slot_type(self.ctype), n).from_buffer(root, self.offset)
                 del root
+                # What the values' pointers point to lives while a value kept lives.
+                array._objects[_CARRIED] = self.carried
                 error = drop_values(drop, array, cursor, 0)
                 del array
+                if cursor.dead:  # (dropped past: an arena brought back reuses them)
+                    cursor.dead = {k for k in cursor.dead if k < cursor.count()}
                 if kept() is not None:
                     # A callback kept a value (or brought the arena back to
                     # life): the arena, if it lives on, hands out no memory.
+                    keeping = True
                     store.retired = True
                     cursor.hi = 0
                 del store, kept
                 if error is not None:
                     raise error
         finally:
+            if not keeping:  # nothing kept: nothing more to carry
+                self.end = -1
+                self.carried = []  # (a new list: a kept value may hold the old one)
             self.detach()

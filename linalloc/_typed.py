@@ -29,7 +29,7 @@ from itertools import chain, islice, repeat
 from ._arena import _THREAD, ArenaBase, _closed_error, raise_closed
 from ._layout import check_count, check_storable, ctype_info
 from ._lazy import LazyArenaMixin
-from ._slots import NOTHING, Cursor, Dropper, Window, drop_values, slot_type
+from ._slots import NOTHING, Cursor, Dropper, Window, carrying_type, drop_values, slot_type
 from ._store import array_type as array_type_of
 from ._store import exact_array_type
 from ._values import convert, init_error
@@ -110,19 +110,6 @@ def _take_over_keepalives(objects: dict[str, Any], first: int, arena: Any) -> No
         kept[name] = entry if old is None or old is entry else (old, entry)
 
 
-def _skipping(
-    drop: Callable[[Any], object], dead: set[int], root: int, size: int
-) -> Callable[[Any], object]:
-    """``drop``, except for the values of the slots in ``dead``."""
-
-    def call(value: Any) -> object:
-        if (ctypes.addressof(value) - root) // size in dead:
-            return None
-        return drop(value)
-
-    return call
-
-
 class TypedArena(ArenaBase, _Generic[T]):
     """A fixed-capacity arena of values of one ctypes type, in one string buffer.
 
@@ -187,14 +174,15 @@ class TypedArena(ArenaBase, _Generic[T]):
         # callback must see how many were handed out, or the type has a
         # finalizer (it could keep a value that was never handed out).
         self._batched = drop is None and not hasattr(ctype, "__del__")
-        self._dead: set[int] = set()  # slots a failed constructor could not give back
         # Slicing a c_char/c_wchar array gives bytes/str, not values.
         self._slices = isinstance((slot_type(ctype) * 0)()[0:0], list)
         self._cursor = Cursor(self._usable_slots() if size else 0)
         self._take: Callable[[], Any] = _EMPTY_POP
         self._wn = _MIN_WINDOW  # the next window's size
         self._dropper = (
-            Dropper(drop, ctype, self._store, offset, self._cursor) if drop is not None else None
+            Dropper(drop, ctype, self._store, offset, self._cursor, ref(self))
+            if drop is not None
+            else None
         )
         self._init_ledger()
         if not size:
@@ -210,6 +198,8 @@ class TypedArena(ArenaBase, _Generic[T]):
             # (this module's own type: lengths follow the committed size, and
             # ctypes' cache would keep every one for the life of the process)
             array_type = array_type_of(slot_type(self._ctype), max(n, 0))
+            if self._dropper is not None and self._pointers:
+                array_type = carrying_type(array_type)  # (keep-alives for a collection-time drop)
             part.arrays[_SLOTS] = array_type.from_buffer(part.root, self._offset)
         else:
             # Zero-size values: every allocation succeeds and none is counted.
@@ -226,8 +216,16 @@ class TypedArena(ArenaBase, _Generic[T]):
     # -- the algorithm -----------------------------------------------------
 
     def _usable_slots(self) -> int:
-        """Slots that lie wholly in usable (committed) memory."""
-        return min(self._capacity, (int(self._store.committed) - self._offset) // self._size)
+        """Slots that lie wholly in usable (committed) memory; none once retired.
+
+        (A store is retired when the values were dropped at collection time and
+        a drop callback kept one, bringing the arena back to life: its memory
+        is never handed out again, whatever call comes next.)
+        """
+        store = self._store
+        if store.retired:
+            return 0
+        return min(self._capacity, (int(store.committed) - self._offset) // self._size)
 
     def _restart(self, k: int) -> None:
         """Hand out slots from k on: close the window; the next allocation opens one at k.
@@ -338,8 +336,9 @@ class TypedArena(ArenaBase, _Generic[T]):
 
     def _set_position(self, position: int) -> None:
         self._restart(position)
-        if self._dead:
-            self._dead = {k for k in self._dead if k < position}
+        cursor = self._cursor
+        if cursor.dead:  # (slots a failed constructor could not give back)
+            cursor.dead = {k for k in cursor.dead if k < position}
 
     def _slots_at(self, k: int) -> Any:
         """The slot array that values of slot ``k`` come from (its region's newest)."""
@@ -536,7 +535,7 @@ class TypedArena(ArenaBase, _Generic[T]):
         if not kept and k == self._cursor.count() - 1 and self._ledger.regions[-1].start <= k:
             self._restart(k)
         else:
-            self._dead.add(k)
+            self._cursor.dead.add(k)
 
     def _watch(self, array: Any, first: int) -> Any:
         """``array`` (made with ``from_buffer`` over a slot array, slot ``first`` on).
@@ -901,9 +900,7 @@ class TypedArena(ArenaBase, _Generic[T]):
             self._busy = ref(token)
             self._take = _EMPTY_POP  # (the slow path refuses while drop callbacks run)
             arr = self._part.arrays[_SLOTS]
-            if self._dead:  # slots never handed out are not dropped
-                drop = _skipping(drop, self._dead, self._root_address(), self._size)
-            return drop_values(drop, arr, cursor, position)
+            return drop_values(drop, arr, cursor, position)  # (dead slots are passed over)
         finally:
             del arr
             self._busy = previous

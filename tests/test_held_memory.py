@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from linalloc import TypedArenaLazy, page_size
+
 
 def held_message(count: int) -> str:
     views = "1 view" if count == 1 else f"{count} views"
@@ -69,3 +71,31 @@ def test_after_memory_held_by_a_reset_the_arena_works_on(typed_cls: Any) -> None
         assert arena.alloc(12).value == 12
         assert [v.value for v in arena] == [10, 12]
     assert [v.value for v in arena] == [10]
+
+
+@pytest.mark.parametrize("free", ["reset", "rewind"])
+def test_trim_keeps_held_memory_committed_while_a_kept_value_views_it(free: str) -> None:
+    kept: list[Any] = []
+    arena = TypedArenaLazy(ctypes.c_int64, 1 << 20, drop=kept.append)
+    step = arena.commit_step
+    first = arena.alloc(-1)
+    cp = arena.checkpoint()
+    for n in range(3 * step // 8 - 1):  # three commit steps in all
+        arena.alloc(n)
+    committed = arena.committed
+    if free == "reset":
+        first = None
+        arena.reset()
+    else:
+        arena.rewind(cp)
+    values = list(kept)
+    before = [v.value for v in values]
+    assert arena.trim() == 0  # not refused: nothing past the held memory to give back
+    assert arena.committed == committed
+    assert [v.value for v in values] == before  # not zeroed under the kept values
+    del values
+    kept.clear()
+    assert arena.trim() == committed - arena.committed  # once they are gone
+    assert arena.committed == (0 if free == "reset" else page_size())  # (what ``first`` takes)
+    del first
+    arena.close()

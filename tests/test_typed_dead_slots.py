@@ -21,10 +21,13 @@ problem, reported separately; these tests are about the dead slot).
 from __future__ import annotations
 
 import ctypes
+import gc
 import re
 from typing import Any
 
 import pytest
+
+from linalloc import TypedArena
 
 MESSAGE = "cannot build a Node from (7,): boom"
 
@@ -266,3 +269,66 @@ def test_a_failed_value_its_finalizer_revives_keeps_its_slot(typed_cls: type) ->
     del other
     revived.clear()
     arena.close()
+@pytest.mark.parametrize("before", [0, 1, 3])
+def test_dead_slot_is_skipped_when_the_arena_is_collected(typed_cls: type, before: int) -> None:
+    arena, dropped, _ = _arena_with_a_dead_slot(typed_cls, before)
+    del arena  # no reset, no close: the values are dropped at collection
+    gc.collect()
+    assert dropped == [99, *range(before, 0, -1)]  # as close() drops them
+
+
+_BOX: list[Any] = []
+
+
+class _Failing(ctypes.Structure):
+    """``_Failing(7)`` allocates 99 from the arena in ``_BOX``, then raises."""
+
+    _fields_ = [("v", ctypes.c_int64)]
+
+    def __init__(self, *args: Any) -> None:
+        if args == (7,):
+            _BOX[0].alloc().v = 99
+            raise ValueError("boom")
+        super().__init__(*args)
+
+
+class _Owner:
+    """Owns an arena whose drop callback keeps the owner (not the value)."""
+
+    revived: list[_Owner] = []
+
+    def __init__(self, kind: type) -> None:
+        self.arena = kind(_Failing, 8, drop=self.release)
+        self.dropped: list[int] = []
+
+    def release(self, value: Any) -> None:
+        self.dropped.append(value.v)
+        _Owner.revived.append(self)  # the arena lives again
+
+
+def test_an_arena_revived_at_collection_drops_every_value_in_a_once_dead_slot() -> None:
+    # (eager: a lazy arena revived by a callback that keeps no value works the same way)
+    gc.collect()
+    owner = _Owner(TypedArena)
+    owner.arena.alloc(1)
+    _BOX.append(owner.arena)
+    with pytest.raises(
+        ValueError, match="^" + re.escape("cannot build a _Failing from (7,): boom")
+    ):
+        owner.arena.alloc(7)
+    _BOX.clear()
+    assert len(owner.arena) == 3  # 1, the dead slot, 99
+    del owner
+    gc.collect()
+    try:
+        owner = _Owner.revived[0]
+        assert owner.dropped == [99, 1]  # the dead slot (slot 1) skipped
+        arena = owner.arena
+        assert len(arena) == 0
+        values = [arena.alloc(k) for k in (10, 11, 12)]  # slot 1 is an ordinary one again
+        del values
+        arena.reset()
+        assert owner.dropped == [99, 1, 12, 11, 10]
+        arena.close()
+    finally:
+        _Owner.revived.clear()
