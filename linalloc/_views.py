@@ -104,7 +104,10 @@ if TYPE_CHECKING:
 
     #: Entries taken out of ``_objects`` dicts for a count: (the dict, the key, the
     #: pieces of the arena's memory the entry held, as (part, key, address, size)).
-    Undo = list[tuple[Any, Any, list[tuple["Part", Any, int, int]]]]
+    Undo = list[tuple[Any, Any, list["Piece"]]]
+    #: A piece of the arena's memory an entry held: (part, key of its object, None
+    #: for the root; address, size; a size of None: a memoryview of the object)
+    Piece = tuple["Part", Any, int, "int | None"]
 
 
 class Part:
@@ -249,6 +252,7 @@ class Ledger:
             count = sum([held.views() for held in self.held])
             if count > 0:
                 try:
+                    self.put_back()
                     self._held_links()
                     count = sum([held.views() for held in self.held])
                 finally:
@@ -265,15 +269,17 @@ class Ledger:
 
         Held memory is freed all at once, when no view of any of it is left:
         a pointer from held memory into held memory needs no keeping. (Into
-        the arena's own memory it does: a value kept may follow it.)
+        the arena's own memory it does: a value kept may follow it.) Call
+        with nothing taken out yet (see :meth:`put_back`).
         """
         parts = [held.part for held in self.held]
+        if not parts:
+            return
         ours = _ours(parts)
         shared = _shared_dicts(ours, True)
         dicts = _dict_ids(ours)
         lo = min([ctypes.addressof(part.root) for part in parts])
         hi = max([ctypes.addressof(part.root) + len(part.root) for part in parts])
-        self.put_back()
         for part in parts:
             for array in part.arrays.values():
                 _prune_dict(array, lo, hi, ours, dicts, shared, self.out)
@@ -404,6 +410,17 @@ class Ledger:
             for part in region.parts:
                 for array in part.arrays.values():
                     _prune_dict(array, lo, end, known, dicts, shared, self.out)
+        # An entry comes back based on the newest part of the region its memory
+        # lies in, not on the object it was found through: that may be of a
+        # region about to be freed (a value of memory before a checkpoint, got
+        # through an array made after it). Held memory stays held.
+        starts = [address_of(region.start) for region in regions]
+        for _, _, reached in self.out:
+            for i, (part, _, address, size) in enumerate(reached):
+                if id(part.root) in now:
+                    at = max([k for k, start in enumerate(starts) if start <= address], default=0)
+                    reached[i] = (regions[at].parts[-1], None, address, size)
+        self._held_links()  # (held memory counts too, as in held_views)
 
     def put_back(self) -> None:
         """Put back the entries taken out for a count, as views over the same memory.
@@ -416,7 +433,7 @@ class Ledger:
         while out:
             objects, key, reached = out[-1]
             if key not in objects:
-                objects[key] = tuple([_view_of(*where) for where in reached])
+                objects[key] = tuple([_view_of(*piece) for piece in reached])
             out.pop()
 
 
@@ -439,8 +456,9 @@ def _prune_dict(
     if not objects or id(objects) in shared:
         return
     for key, entry in list(objects.items()):
-        reached: list[tuple[Part, Any, int, int]] = []
-        if key != _SOURCE_KEY and _arena_only(entry, lo, hi, ours, {*dicts}, reached):
+        reached: list[Piece] = []
+        # (an entry that holds none of the arena's memory counts nothing)
+        if key != _SOURCE_KEY and _arena_only(entry, lo, hi, ours, {*dicts}, reached) and reached:
             del objects[key]
             undo.append((objects, key, reached))
 
@@ -464,9 +482,14 @@ def _dict_ids(ours: dict[int, tuple[Part, Any]]) -> set[int]:
     return ids
 
 
-def _view_of(part: Part, key: Any, address: int, size: int) -> Any:
-    """A ``c_char`` array over ``[address, address + size)``, made from a part's object."""
+def _view_of(part: Part, key: Any, address: int, size: int | None) -> Any:
+    """A ``c_char`` array over ``[address, address + size)``, made from a part's object.
+
+    A ``size`` of None: a memoryview of the object.
+    """
     base = part.root if key is None else part.arrays[key]
+    if size is None:
+        return memoryview(base)
     offset = address - ctypes.addressof(base)
     return (ctypes.c_char * size).from_buffer(base, offset)
 
@@ -656,13 +679,13 @@ def _arena_only(
     hi: int,
     ours: dict[int, tuple[Part, Any]],
     seen: set[int],
-    reached: list[tuple[Part, Any, int, int]],
+    reached: list[Piece],
 ) -> bool:
     """True if a keep-alive entry holds nothing but the arena's memory in ``[lo, hi)``.
 
     ``ours``: the arena's roots and arrays by id (memoryviews of them, and
-    ctypes objects based on them, are its own). ``reached``: gets (part,
-    key, address, size) of each piece of the arena's memory the entry holds.
+    ctypes objects based on them, are its own). ``reached``: gets a
+    :data:`Piece` for each piece of the arena's memory the entry holds.
     """
     if entry is None or id(entry) in seen:
         return True
@@ -677,7 +700,7 @@ def _arena_only(
         where = ours.get(id(entry.obj))
         if where is not None:
             whole: Any = entry.obj
-            reached.append((*where, ctypes.addressof(whole), ctypes.sizeof(whole)))
+            reached.append((*where, ctypes.addressof(whole), None))
             return True
         return hasattr(entry.obj, "_linalloc_owner")
     if isinstance(entry, _CData):
@@ -692,14 +715,32 @@ def _arena_only(
         top = _top(cdata)
         where = ours.get(id(top))
         if where is None:
-            objects = top._objects
-            source = objects.get(_SOURCE_KEY) if isinstance(objects, dict) else None
-            where = ours.get(id(source.obj)) if isinstance(source, memoryview) else None
+            source = _source_of(top)
+            where = None if source is None else ours.get(id(source.obj))
             if where is None:
                 return False
         reached.append((*where, start, size))
-        return _arena_only(cdata._objects, lo, hi, ours, seen, reached)
+        # (what it keeps besides: the source of a ``from_buffer`` is what was
+        # just found, not another piece)
+        objects = cdata._objects
+        if isinstance(objects, dict):
+            kept = [item for key, item in objects.items() if key != _SOURCE_KEY]
+            return all(_arena_only(item, lo, hi, ours, seen, reached) for item in kept)
+        return objects is _source_of(cdata) or _arena_only(objects, lo, hi, ours, seen, reached)
     return False
+
+
+def _source_of(cdata: Any) -> memoryview | None:
+    """The memoryview a ``from_buffer`` object keeps its source by, if it is one.
+
+    (ctypes keeps it in the object's ``_objects`` dict, or as ``_objects``
+    itself for an object with no fields: a simple type, an empty array.)
+    """
+    objects = cdata._objects
+    if type(objects) is memoryview:
+        return objects
+    source = objects.get(_SOURCE_KEY) if type(objects) is dict else None
+    return source if type(source) is memoryview else None
 
 
 def collect_and_count(count: Any) -> int:

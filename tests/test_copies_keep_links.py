@@ -157,3 +157,47 @@ def test_copy_made_after_a_refused_allocation_holds_the_memory(kind: str) -> Non
     _never_aliased(arena, copy)
     del copy
     assert arena.alloc(3) is not None
+
+
+# -- what a count puts back --------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["TypedArena", "TypedArenaLazy"])
+def test_a_count_leaves_the_arenas_own_entries_as_they_were(kind: str) -> None:
+    """An entry that holds no memory (the arrays watched for keep-alives) is not touched."""
+    arena = _arena(kind)
+    first = _node(arena, 1)
+    array = arena.as_array()
+    del array  # (its watch entry in the slot array is now empty)
+    cp = arena.checkpoint()
+    later = _node(arena, 2)
+    with pytest.raises(BufferError):
+        arena.rewind(cp)  # (a count: entries are taken out and put back)
+    del later
+    arena.rewind(cp)
+    array = arena.as_array()  # watched again: the entry must still be a dict
+    array[0].value = 5
+    del array
+    assert len(arena) == 1 and first.value == 5
+
+
+@pytest.mark.parametrize("kind", ["TypedArena", "TypedArenaLazy"])
+def test_a_link_put_back_after_a_rewind_does_not_hold_the_freed_part(kind: str) -> None:
+    """A link got through an array made after a checkpoint, to memory before it."""
+    arena = _arena(kind)
+    first, second = _node(arena, 1), _node(arena, 2)
+    cp = arena.checkpoint()
+    _node(arena, 3)
+    array = arena.as_array()  # (made from the part of the memory after cp)
+    first.next = ctypes.pointer(array[1])  # -> second, before cp
+    del array
+    arena.rewind(cp)
+    assert first.next.contents.value == 2
+    copy = Holder()
+    copy.node = first
+    del first, second
+    with pytest.raises(BufferError):
+        arena.reset()  # (the copy's pointer keeps the memory)
+    del copy
+    arena.reset()
+    assert len(arena) == 0

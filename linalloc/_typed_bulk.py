@@ -1,0 +1,276 @@
+"""Many values at once: ``alloc_many``, ``alloc_extend``, iteration and ``as_array``.
+
+An array over many slots is a view like a value. ctypes keeps the targets of
+pointers stored through it in the array's own ``_objects``: for types that
+hold pointers, those move to the slot arrays when the array dies
+(:func:`_take_over_keepalives`), since the values still point at them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+from _weakref import ref
+from itertools import chain, islice
+
+from ._layout import check_count
+from ._slots import NOTHING, Window
+from ._store import exact_array_type
+from ._typed_state import _SLOTS, T, TypedState
+from ._values import convert
+from ._views import _SOURCE_KEY
+
+TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from ctypes import Array
+    from typing import Any
+
+
+#: The key, in a slot array's ``_objects``, of the arrays made over it whose
+#: keep-alives it takes over when they die (ctypes' own keys are hex numbers
+#: joined by ``:``, and ``_SOURCE_KEY``).
+_WATCH = "linalloc:arrays"
+
+
+def _take_over_keepalives(objects: dict[str, Any], first: int, arena: Any) -> None:
+    """Move the keep-alives of a dying array over slots from ``first`` on to the slot arrays.
+
+    ``objects``: the array's ``_objects``. ctypes names an entry by the path
+    of the field stored, the last part the index of the element in the
+    array: the same entry, stored through the slot array, is named with the
+    slot's index there. It goes into the slot array its values come from
+    (the newest of its region's, so that a rewind frees it with its region),
+    or, once the arena is gone, the one the array was made over. An entry the
+    slot array already has is kept beside the new one (one of them was stored
+    last; both stay alive).
+    """
+    source = objects[_SOURCE_KEY].obj  # (the slot array the array was made over)
+    for key, entry in list(objects.items()):
+        if key == _SOURCE_KEY or entry is None:
+            continue
+        head, colon, last = key.rpartition(":")
+        try:
+            slot = int(last, 16) + first
+        except ValueError:  # pragma: no cover - not a key ctypes makes
+            source._objects[f"linalloc:{id(entry)}"] = entry
+            continue
+        target = source
+        if arena is not None and not arena._closed:
+            target = arena._slots_at(slot)
+        kept = target._objects
+        name = f"{head}{colon}{slot:x}"
+        old = kept.get(name)
+        kept[name] = entry if old is None or old is entry else (old, entry)
+
+
+class BulkAllocation(TypedState[T]):
+    """A typed arena's calls that take, or show, many slots at once."""
+
+    def _watch(self, array: Any, first: int) -> Any:
+        """``array`` (made with ``from_buffer`` over a slot array, slot ``first`` on).
+
+        ctypes keeps the target of a pointer stored through such an array in
+        the array's own ``_objects``, not in the slot array: when the array
+        died, the values (which the arena still hands out by iterating) would
+        point at freed memory. So when it dies, its keep-alives go to the slot
+        arrays (see :func:`_take_over_keepalives`). The weak reference that
+        calls back lives in the slot array's ``_objects``: it outlives the
+        array even when a cycle holds the array (the collector then calls it
+        too), and nothing of it refers to the slot array but the array's own
+        ``_objects``. Only for types that hold pointers.
+        """
+        objects = array._objects
+        watched = objects[_SOURCE_KEY].obj._objects.setdefault(_WATCH, {})
+        arena = ref(self)
+
+        def dead(weak: Any) -> None:
+            watched.pop(id(weak), None)  # (once empty, the pruning forgets it)
+            _take_over_keepalives(objects, first, arena())
+
+        weak = ref(array, dead)
+        watched[id(weak)] = weak
+        return array
+
+    def alloc_many(self, n: int) -> Array[T] | None:
+        """``n`` zeroed values in consecutive slots, as one ``ctype * n`` array.
+
+        None when fewer than ``n`` slots are left (nothing changes). The
+        values count in ``len``, iterate and are dropped like values from
+        ``alloc()``; the array is a view (``reset()`` is refused while it
+        lives). One slice of memory, and one ``memset`` where a ``reset()``
+        left data: not ``n`` allocations.
+
+        >>> import ctypes
+        >>> from linalloc import TypedArena
+        >>> class Point(ctypes.Structure):
+        ...     _fields_ = [("x", ctypes.c_double), ("y", ctypes.c_double)]
+        >>> arena = TypedArena(Point, 1000)
+        >>> points = arena.alloc_many(600)
+        >>> points[599].x = 2.5
+        >>> len(points), len(arena), points[0].x
+        (600, 600, 0.0)
+        >>> print(arena.alloc_many(401))  # 400 left
+        None
+        """
+        self._enter_mut()
+        n = check_count("n", n)
+        return self._take_slots(n, True)  # type: ignore[no-any-return]
+
+    def _take_slots(self, n: int, zero: bool, fill: Any = None) -> Any:
+        """``n`` consecutive slots as one array, counted as values; None if they do not fit.
+
+        Zeroed where a reset left data when ``zero`` is true or the type holds
+        pointers (a stale address must never be read); otherwise ``fill``
+        overwrites every byte. ``fill``: None, a list of ``n`` converted
+        items (stored through the slot array, so that the keep-alives ctypes
+        makes for pointers stay with the arena, not with the array returned)
+        or a ctypes array of ``n`` values (copied with one ``memmove``). It is
+        stored while the arena is busy; if storing raises (an item's
+        ``__index__``, say), the slots and what was committed go back: all or
+        nothing.
+        """
+        # (the caller's checks ran code of the caller's: ``__index__``, an
+        # iterator; it may have closed the arena or be running inside a call)
+        self._enter_mut()
+        if not self._size:
+            return exact_array_type(self._ctype, n).from_buffer(self._part.root, self._offset)
+        cursor = self._cursor
+        if n > self._capacity - cursor.count():
+            return None
+        array_type = exact_array_type(self._ctype, n)
+        committed = self._store.committed
+        token = self._begin("change")  # no re-entry (a finalizer) while the window changes
+        k = -1  # (the first slot, once the slots are counted)
+        try:
+            self._busy = ref(token)
+            self._halt()
+            first = cursor.count()  # (read now: nothing can take a slot until the end)
+            if n > self._capacity - first:
+                self._busy = None
+                return None
+            self._refuse_if_held()
+            if first + n > cursor.hi and not self._extend_to(first + n):
+                if self._store.committed != committed:
+                    self._uncommit(committed)
+                self._busy = None
+                return None
+            if first < cursor.dirty and (zero or self._pointers):
+                size = self._size
+                end = min(first + n, cursor.dirty)
+                ctypes.memset(self._root_address() + first * size, 0, (end - first) * size)
+            array = array_type.from_buffer(self._part.arrays[_SLOTS], first * self._size)
+            k = first  # (first: an interrupt after the next line gives the slots back)
+            cursor.win = Window(k + n, NOTHING)  # counted from here
+            if fill is None or not n:
+                pass
+            elif type(fill) is list:
+                slots = self._part.arrays[_SLOTS]
+                for i, item in enumerate(fill, k):
+                    slots[i] = item
+                del slots
+            else:
+                memoryview(array).cast("B")[:] = memoryview(fill).cast("B")
+            if self._pointers:
+                self._watch(array, k)
+            # No ``finally``: its lines would run after the slots are counted,
+            # and an interrupt landing there would lose them. An interrupt
+            # before ``return`` gives them back.
+            self._busy = None
+            return array
+        except BaseException:
+            self._busy = ref(token)
+            try:
+                array = slots = None  # (the traceback keeps this frame: no view)
+                if k >= 0:
+                    self._restart(k)  # (the slots are dirty from here on: zeroed when reused)
+                if self._store.committed != committed:
+                    self._uncommit(committed)
+            finally:
+                self._busy = None
+            raise
+
+    def alloc_extend(self, items: Iterable[Any]) -> Array[T] | None:
+        """A ``ctype * k`` array holding a copy of each of the ``k`` items, in order.
+
+        Each item is what ``alloc_raw`` accepts. None when they do not all fit.
+        All or nothing: on None, or on an item of the wrong kind
+        (``TypeError``), the arena is as it was; an iterator is read no
+        further than one item past the free slots. A ctypes array of
+        ``ctype`` is copied with one ``memmove`` (element by element when the
+        type holds pointers, so that the keep-alives ctypes needs come along).
+
+        >>> import ctypes
+        >>> from linalloc import TypedArena
+        >>> arena = TypedArena(ctypes.c_int32, 8)
+        >>> list(arena.alloc_extend(range(5)))
+        [0, 1, 2, 3, 4]
+        >>> source = (ctypes.c_int32 * 3)(7, 8, 9)
+        >>> list(arena.alloc_extend(source)), len(arena)
+        ([7, 8, 9], 8)
+        >>> print(arena.alloc_extend([1]))
+        None
+        """
+        self._enter_mut()
+        ctype = self._ctype
+        if isinstance(items, ctypes.Array) and getattr(items, "_type_", None) is ctype:
+            n = len(items)
+            if self._pointers:  # element by element: the keep-alives come along
+                converted: list[Any] = items[0:n]
+            else:
+                return self._take_slots(n, False, items)  # type: ignore[no-any-return]
+        else:
+            free = self._capacity - self._cursor.count() if self._size else sys.maxsize
+            iterator = iter(items)
+            converted = [convert(ctype, item) for item in islice(iterator, free)]
+            if len(converted) == free:
+                for _ in islice(iterator, 1):
+                    return None  # one more than fits
+        return self._take_slots(len(converted), False, converted)  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[T]:
+        """The live values in allocation order (an iterator alive counts as a view).
+
+        >>> import ctypes
+        >>> from linalloc import TypedArena
+        >>> arena = TypedArena(ctypes.c_uint8, 4)
+        >>> for n in (7, 8, 9):
+        ...     _ = arena.alloc(n)
+        >>> [v.value for v in arena]
+        [7, 8, 9]
+        """
+        self._enter_view()
+        n = self._cursor.count()
+        regions = self._ledger.regions
+        if not self._size:
+            return map(self._part.root.__getitem__, range(0))
+        if len(regions) == 1 or not n:
+            return map(self._slots_at(n - 1).__getitem__, range(n))
+        # Each value from its own region's array: a value of memory allocated
+        # before a checkpoint does not stop a rewind to it.
+        ends = [region.start for region in regions[1:]] + [n]
+        return chain.from_iterable(
+            [
+                map(region.parts[-1].arrays[_SLOTS].__getitem__, range(region.start, min(end, n)))
+                for region, end in zip(regions, ends)
+                if region.start < n
+            ]
+        )
+
+    def as_array(self) -> Any:
+        """A ``ctype * len(arena)`` array over the live values, to hand to C.
+
+        >>> import ctypes
+        >>> from linalloc import TypedArena
+        >>> arena = TypedArena(ctypes.c_int32, 8)
+        >>> for n in (3, 1, 2):
+        ...     _ = arena.alloc(n)
+        >>> list(arena.as_array())
+        [3, 1, 2]
+        """
+        self._enter_view()
+        n = self._cursor.count()
+        if not self._size:
+            return exact_array_type(self._ctype, n).from_buffer(self._part.root, self._offset)
+        array = exact_array_type(self._ctype, n).from_buffer(self._slots_at(n - 1))
+        return self._watch(array, 0) if self._pointers else array
