@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import sys
 import weakref
 from typing import Any
 
@@ -350,3 +351,56 @@ def test_a_copy_outside_counts_when_arenas_copy_both_ways() -> None:
     gc.collect()
     mine.reset()
     assert outside.node.value == 0
+
+
+# -- entries that are not the arena's own stay as they are --------------------------------
+
+
+def test_a_link_to_an_alias_made_by_from_address_keeps_the_alias() -> None:
+    arena = TypedArena(Node, 8)
+    a, b = arena.alloc(1), arena.alloc(2)
+    alias = Node.from_address(ctypes.addressof(b))
+    probe = weakref.ref(alias)
+    a.next = ctypes.pointer(alias)
+    del alias, b
+    _refused(arena, 1)
+    gc.collect()
+    assert probe() is not None, "the object the pointer was set from was let go"
+    assert a.next.contents.value == 2
+    del a
+    arena.reset()
+
+
+class Named(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p)]
+
+
+def test_a_string_kept_by_a_value_stays_kept() -> None:
+    arena = BumpArena(1024)
+    value = arena.alloc(Named)
+    name = bytes(range(65, 91))  # (made here: only this test refers to it)
+    value.name = name  # ctypes keeps the bytes object in the row's keep-alives
+    before = sys.getrefcount(name)
+    _refused(arena, 1)
+    _refused(arena, 1)
+    assert sys.getrefcount(name) == before
+    assert value.name == name
+    del value
+    arena.reset()
+
+
+class ToInts(ctypes.Structure):
+    _fields_ = [("p", ctypes.POINTER(ctypes.c_int64))]
+
+
+def test_a_link_to_an_empty_array_from_alloc_array_is_counted_safely() -> None:
+    """Its keep-alive is a bare memoryview, not a dict."""
+    arena = BumpArena(1024)
+    holder = arena.alloc(ToInts)
+    empty = arena.alloc_array(ctypes.c_int64, 0)
+    assert empty is not None and ctypes.sizeof(empty) == 0
+    holder.p = empty  # (a pointer field set from an array keeps the array)
+    del empty
+    with pytest.raises(BufferError, match="^cannot reset: "):
+        arena.reset()  # (the holder is alive)
+    assert arena.live_views() >= 1
