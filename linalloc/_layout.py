@@ -202,6 +202,7 @@ def _walk(ctype: type[Any]) -> tuple[bool, bool, bool]:
     final = True
     stack: list[type[Any]] = [ctype]
     seen: set[int] = set()
+    states: list[tuple[type[Any], tuple[Any, ...]]] = []
     while stack:
         part = stack.pop()
         if id(part) in seen:
@@ -209,6 +210,7 @@ def _walk(ctype: type[Any]) -> tuple[bool, bool, bool]:
         seen.add(id(part))
         if not isinstance(part, type):
             raise TypeError(f"{ctype.__name__} has a field whose type is not a type: {part!r}")
+        states.append((part, _state(part)))
         if issubclass(part, (ctypes._Pointer, _FUNC_PTR)):
             pointer = True
         elif issubclass(part, ctypes._SimpleCData):
@@ -256,7 +258,30 @@ def _walk(ctype: type[Any]) -> tuple[bool, bool, bool]:
                 pointer = pointer or has_pointer
                 if inner is not None:
                     stack.append(inner)
+    # The walk reads class attributes, which a metaclass can hook: a type it
+    # changed meanwhile (given ``_fields_``, say) may hold what was not seen.
+    for part, state in states:
+        now = _state(part)
+        if now[:2] != state[:2] or now[2] is not state[2] or now[3] is not state[3]:
+            raise TypeError(f"{ctype.__name__}: {part.__name__} changed while it was checked")
     return py_object, pointer, final
+
+
+#: A class's own dict, read without running a metaclass's code.
+_CLASS_DICT: Any = type.__dict__["__dict__"].__get__
+
+
+def _state(part: type[Any]) -> tuple[Any, ...]:
+    """What a type's layout depends on, read without running any of its code.
+
+    (size, alignment, its own ``_fields_`` and ``_type_`` objects or None)
+    """
+    own = _CLASS_DICT(part)
+    try:
+        size, align = ctypes.sizeof(part), ctypes.alignment(part)
+    except TypeError:
+        size = align = -1
+    return size, align, own.get("_fields_"), own.get("_type_")
 
 
 def holds_py_object(ctype: type[Any]) -> bool:

@@ -100,7 +100,7 @@ class FailedAllocation(TypedState[T]):
         used (dead), as the live value's. Call while busy and halted.
         """
         k = (ctypes.addressof(failed[0]) - self._root_address()) // self._size
-        kept = hasattr(self._ctype, "__del__")
+        kept = hasattr(type(failed[0]), "__del__")  # (its class may have been changed)
         kept = kept or _refcounts(failed)[0] != _LISTED_ONE
         failed.clear()  # (freed here unless something else holds it)
         self._give_back(k, kept)

@@ -91,6 +91,7 @@ from __future__ import annotations
 import ctypes
 import gc
 from _operator import getitem
+from _weakref import getweakrefcount
 from itertools import repeat
 from sys import getrefcount
 
@@ -280,9 +281,12 @@ class Ledger:
         dicts = _dict_ids(ours)
         lo = min([ctypes.addressof(part.root) for part in parts])
         hi = max([ctypes.addressof(part.root) + len(part.root) for part in parts])
+        first = len(self.out)
         for part in parts:
             for array in part.arrays.values():
                 _prune_dict(array, lo, hi, ours, dicts, shared, self.out)
+        for _, _, reached in self.out[first:]:  # (put back over the roots, which span most)
+            reached[:] = [(part, None, address, size) for part, _, address, size in reached]
 
     def index(self, region: Region | None) -> int:
         """Where ``region`` is among the regions (by identity), or -1."""
@@ -420,6 +424,8 @@ class Ledger:
                 if id(part.root) in now:
                     at = max([k for k, start in enumerate(starts) if start <= address], default=0)
                     reached[i] = (regions[at].parts[-1], None, address, size)
+                else:
+                    reached[i] = (part, None, address, size)  # (held: its root spans most)
         self._held_links()  # (held memory counts too, as in held_views)
 
     def put_back(self) -> None:
@@ -459,8 +465,8 @@ def _prune_dict(
         reached: list[Piece] = []
         # (an entry that holds none of the arena's memory counts nothing)
         if key != _SOURCE_KEY and _arena_only(entry, lo, hi, ours, {*dicts}, reached) and reached:
+            undo.append((objects, key, reached))  # (first: an interrupt then loses nothing)
             del objects[key]
-            undo.append((objects, key, reached))
 
 
 def _ours(parts: list[Part]) -> dict[int, tuple[Part, Any]]:
@@ -485,10 +491,12 @@ def _dict_ids(ours: dict[int, tuple[Part, Any]]) -> set[int]:
 def _view_of(part: Part, key: Any, address: int, size: int | None) -> Any:
     """A ``c_char`` array over ``[address, address + size)``, made from a part's object.
 
-    A ``size`` of None: a memoryview of the object.
+    A ``size`` of None, or memory the object does not span (it was reached
+    through it, not in it): a memoryview of the whole object, which keeps at
+    least as much alive.
     """
     base = part.root if key is None else part.arrays[key]
-    if size is None:
+    if size is None or not 0 <= address - ctypes.addressof(base) <= ctypes.sizeof(base) - size:
         return memoryview(base)
     offset = address - ctypes.addressof(base)
     return (ctypes.c_char * size).from_buffer(base, offset)
@@ -705,6 +713,8 @@ def _arena_only(
         return hasattr(entry.obj, "_linalloc_owner")
     if isinstance(entry, _CData):
         cdata: Any = entry
+        if hasattr(type(cdata), "__del__") or getweakrefcount(cdata):
+            return False  # (taken out, it could die and run code in the middle of a count)
         start = ctypes.addressof(cdata)
         size = ctypes.sizeof(cdata)
         if not lo <= start <= start + size <= hi:

@@ -1,0 +1,242 @@
+"""A count runs no caller code, never fails for good, and loses nothing when interrupted.
+
+To leave the arena's own links out of a count, entries are taken out of
+ctypes' ``_objects`` dicts and put back (``_views.Ledger.unlinked``). What
+is taken out must not die and run a finalizer meanwhile, must come back even
+when the object it was found through spans other memory, and must not be lost
+to an interrupt. The type checks, too, must not be fooled by a metaclass that
+changes a type while it is walked.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import sys
+from typing import Any
+
+import pytest
+from conftest import run_python
+
+import linalloc
+from linalloc import _views
+
+
+class Node(ctypes.Structure):
+    pass
+
+
+Node._fields_ = [("v", ctypes.c_int64), ("next", ctypes.POINTER(Node))]
+
+
+class Holder(ctypes.Structure):
+    _fields_ = [("node", Node)]
+
+
+def test_an_entry_spanning_other_memory_comes_back_in_a_bump_arena() -> None:
+    """A value reached through a row that begins after it (its view is based on that row)."""
+    arena = linalloc.BumpArena(1024)
+    first = arena.alloc(Node)
+    pad = arena.alloc(ctypes.c_int64)
+    second = arena.alloc(Node)  # (a row whose array begins after ``first``)
+    second.next = ctypes.pointer(first)
+    reached = second.next.contents  # ``first``'s memory, based on the later row
+    third = arena.alloc(Node)
+    third.next = ctypes.pointer(reached)
+    del first, pad, second, reached, third
+    gc.collect()
+    arena.reset()  # (was: ValueError from every count, for ever)
+    assert arena.used == 0 and not arena._ledger.out
+
+
+def test_an_entry_spanning_other_memory_comes_back_in_a_lazy_arena() -> None:
+    arena = linalloc.TypedArenaLazy(Node, 1 << 20)
+    per_part = arena.commit_step // ctypes.sizeof(Node)
+    first = arena.alloc(1)
+    fill = arena.alloc_many(per_part - 1)
+    del fill
+    second = arena.alloc(2)  # (the first slot of the next commit: a new part)
+    first.next = ctypes.pointer(second)
+    reached = first.next.contents  # ``second``'s memory, based on the first part
+    third = arena.alloc(3)
+    third.next = ctypes.pointer(reached)
+    del first, second, reached, third
+    gc.collect()
+    arena.reset()
+    assert len(arena) == 0 and not arena._ledger.out
+
+
+class Finalized(ctypes.Structure):
+    """A value whose finalizer copies it out by value when it dies."""
+
+    copies: list[Any] = []
+    armed = False
+
+    def __del__(self) -> None:
+        if Finalized.armed and self.v == 2:
+            copy = FinalizedHolder()
+            copy.node = self  # (shares the slot array's keep-alive dict)
+            Finalized.copies.append(copy)
+
+
+Finalized._fields_ = [("v", ctypes.c_int64), ("next", ctypes.POINTER(Finalized))]
+
+
+class FinalizedHolder(ctypes.Structure):
+    _fields_ = [("node", Finalized)]
+
+
+@pytest.mark.parametrize("kind", ["TypedArena", "TypedArenaLazy"])
+def test_a_link_to_a_value_with_a_finalizer_always_counts(kind: str) -> None:
+    """Taken out for a count, it could die there and copy itself out: it is never taken out."""
+    last: list[Any] = []
+
+    def drop(value: Any) -> None:  # (links each value to the one dropped before it)
+        if last:
+            value.next = ctypes.pointer(last[0])
+        last[:] = [value] if value.v != 1 else []
+
+    arena = getattr(linalloc, kind)(Finalized, 8, drop=drop)
+    for v in (1, 2, 3):
+        arena.alloc(v)
+    Finalized.armed = True
+    try:
+        arena.reset()  # (the links the drops made keep the memory held)
+    finally:
+        Finalized.armed = False
+    copies = Finalized.copies
+    try:
+        fresh = []
+        try:
+            fresh = [arena.alloc(100 + i) for i in range(3)]
+        except BufferError:
+            pass  # held while the links (or a copy) live
+        for copy in copies:
+            target = ctypes.addressof(copy.node.next.contents)
+            assert all(ctypes.addressof(v) != target for v in fresh)
+    finally:
+        copies.clear()
+
+
+def test_a_failed_constructor_that_changes_its_class_keeps_its_slot() -> None:
+    revived: list[Any] = []
+
+    class Point(ctypes.Structure):
+        _fields_ = [("x", ctypes.c_int64), ("y", ctypes.c_int64)]
+
+        def __init__(self, *args: Any) -> None:
+            if args == ("boom",):
+                self.__class__ = Revive
+                del self
+                raise ValueError("constructor failed")
+            super().__init__(*args)
+
+    class Revive(Point):
+        def __del__(self) -> None:
+            revived.append(self)
+
+    arena = linalloc.TypedArena(Point, 4)
+    with pytest.raises(ValueError, match="constructor failed"):
+        arena.alloc("boom")
+    fresh = arena.alloc(1, 2)
+    assert all(ctypes.addressof(v) != ctypes.addressof(fresh) for v in revived)
+    assert len(arena) == 2  # (the failed slot stays used)
+
+
+def _interrupted_reset(arena: Any, n: int) -> bool:
+    """``arena.reset()`` with a KeyboardInterrupt at the n-th line run in ``_prune_dict``.
+
+    True if the interrupt was raised (else the reset ran, and was refused).
+    """
+    code = _views._prune_dict.__code__
+    seen = [0]
+
+    def tracer(frame: Any, event: str, arg: object) -> Any:
+        if frame.f_code is not code:
+            return None
+        if event == "line":
+            seen[0] += 1
+            if seen[0] == n:
+                raise KeyboardInterrupt
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        arena.reset()
+    except KeyboardInterrupt:
+        return True
+    except BufferError:
+        return False
+    finally:
+        sys.settrace(None)
+    raise AssertionError("the reset was accepted while a value lives")
+
+
+def test_an_interrupt_while_entries_are_taken_out_loses_none() -> None:
+    """At every line of the taking out: the entry comes back, now or at the next count."""
+    n = 1
+    while True:
+        arena = linalloc.TypedArena(Node, 8)
+        first, second = arena.alloc(1), arena.alloc(2)
+        first.next = ctypes.pointer(second)
+        del second
+        interrupted = _interrupted_reset(arena, n)
+        gc.collect()  # (the interrupt's traceback and its frames are gone)
+        copy = Holder()
+        copy.node = first  # (shares the dict the entry was taken out of)
+        del first
+        with pytest.raises(BufferError):
+            arena.reset()  # the copy keeps ``second``: its entry is back
+        assert copy.node.next.contents.v == 2, n
+        del copy
+        arena.reset()
+        if not interrupted:
+            break
+        n += 1
+    assert n > 3
+
+
+def test_a_metaclass_that_changes_a_type_while_it_is_checked_is_refused() -> None:
+    """Run in a child: a type holding a py_object, handed out uncleared, would crash it."""
+    proc = run_python(
+        """
+        import ctypes, sys
+        import linalloc
+
+        state = {"armed": False, "reads": 0}
+
+        class Meta(type(ctypes.Structure)):
+            def __getattribute__(cls, name):
+                if name == "__dict__" and state["armed"] and type.__getattribute__(
+                    cls, "__name__"
+                ) == "Base":
+                    state["reads"] += 1
+                    if state["reads"] == 2:
+                        state["armed"] = False
+                        Sub._fields_ = [("obj", ctypes.py_object)]
+                return super().__getattribute__(name)
+
+        class Base(ctypes.Structure, metaclass=Meta):
+            _fields_ = [("a", ctypes.c_int64)]
+
+        class Sub(Base):
+            pass
+
+        arena = linalloc.BumpArena(4096)
+        dirty = arena.alloc_uninit_slice(linalloc.Layout(4096))
+        dirty[:] = b"\\x41" * 4096
+        del dirty
+        arena.reset()
+        state["armed"] = True
+        try:
+            value = arena.alloc(Sub)
+        except TypeError as exc:
+            print("refused:", exc)
+            sys.exit(0)
+        print("accepted; holds a py_object:", Sub._fields_)
+        value.obj  # (reads the uncleared bytes as a PyObject*)
+        sys.exit(1)
+        """
+    )
+    assert proc.returncode == 0, (proc.returncode, proc.stdout, proc.stderr[-2000:])
+    assert "changed while it was checked" in proc.stdout
