@@ -254,14 +254,18 @@ class ArenaBase:
     # -- counting views ---------------------------------------------------------
 
     def _views(self, since: int = 0) -> int:
-        return self._ledger.live(since, self._ahead())
+        ledger = self._ledger
+        if ledger.out:  # (entries an interrupt kept out of their dicts: back first)
+            ledger.put_back()
+        return ledger.live(since, self._ahead())
 
     def live_views(self) -> int:
         """How many views handed out by this arena are still referenced.
 
         Values, memoryviews, ctypes objects and arrays (numpy too) made from
-        them count (at least one each while any lives). Objects kept only by
-        an unreachable cycle count until the garbage collector has run.
+        them count (at least one each while any lives); pointers stored in
+        its values to its own memory do not. Objects kept only by an
+        unreachable cycle count until the garbage collector has run.
 
         >>> import ctypes
         >>> from linalloc import BumpArena
@@ -274,7 +278,7 @@ class ArenaBase:
         0
         """
         self._enter()
-        return self._views()
+        return self._unlinked_views()
 
     def _unlinked_views(self, since: int = 0) -> int:
         """``_views(since)`` less what the arena's own pointers into itself hold."""
@@ -283,6 +287,8 @@ class ArenaBase:
 
     def _refuse_if_viewed(self, action: str, since: int = 0) -> None:
         """``BufferError`` if a view of the memory of ``regions[since:]`` is alive."""
+        if self._ledger.held:
+            self._ledger.held_views()  # (forgets held memory that no view needs any more)
         if self._views(since) > 0:
             live = collect_and_count(lambda: self._unlinked_views(since))
             if live > 0:

@@ -18,7 +18,7 @@ from ._slots import NOTHING, Window
 from ._store import exact_array_type
 from ._typed_state import _SLOTS, T, TypedState
 from ._values import convert
-from ._views import _SOURCE_KEY
+from ._views import _SOURCE_KEY, OwnCallback
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
@@ -64,6 +64,14 @@ def _take_over_keepalives(objects: dict[str, Any], first: int, arena: Any) -> No
         kept[name] = entry if old is None or old is entry else (old, entry)
 
 
+def _array_died(
+    watched: dict[int, Any], objects: dict[str, Any], first: int, arena: Any, weak: Any
+) -> None:
+    """The callback of :meth:`BulkAllocation._watch`: the array is gone."""
+    watched.pop(id(weak), None)  # (an empty dict holds nothing a count looks at)
+    _take_over_keepalives(objects, first, arena())
+
+
 class BulkAllocation(TypedState[T]):
     """A typed arena's calls that take, or show, many slots at once."""
 
@@ -82,13 +90,7 @@ class BulkAllocation(TypedState[T]):
         """
         objects = array._objects
         watched = objects[_SOURCE_KEY].obj._objects.setdefault(_WATCH, {})
-        arena = ref(self)
-
-        def dead(weak: Any) -> None:
-            watched.pop(id(weak), None)  # (once empty, the pruning forgets it)
-            _take_over_keepalives(objects, first, arena())
-
-        weak = ref(array, dead)
+        weak = ref(array, OwnCallback(_array_died, watched, objects, first, ref(self)))
         watched[id(weak)] = weak
         return array
 

@@ -91,7 +91,8 @@ from __future__ import annotations
 import ctypes
 import gc
 from _operator import getitem
-from _weakref import getweakrefcount
+from _weakref import getweakrefcount, getweakrefs
+from _weakref import ref as _weak_ref
 from itertools import repeat
 from sys import getrefcount
 
@@ -422,7 +423,14 @@ class Ledger:
         for _, _, reached in self.out:
             for i, (part, _, address, size) in enumerate(reached):
                 if id(part.root) in now:
-                    at = max([k for k, start in enumerate(starts) if start <= address], default=0)
+                    # (the region of its last byte: a piece that spans two
+                    # regions counts on the later one, which is freed first. A
+                    # memoryview of a whole object keeps the memory in being,
+                    # which any root does, not what lies in it: the first region's.)
+                    last = address + size - 1 if size else address
+                    at = max([k for k, start in enumerate(starts) if start <= last], default=0)
+                    if size is None:
+                        at = 0
                     reached[i] = (regions[at].parts[-1], None, address, size)
                 else:
                     reached[i] = (part, None, address, size)  # (held: its root spans most)
@@ -438,8 +446,8 @@ class Ledger:
         out = self.out
         while out:
             objects, key, reached = out[-1]
-            if key not in objects:
-                objects[key] = tuple([_view_of(*piece) for piece in reached])
+            # (one call: an entry stored meanwhile, by a signal handler, stays)
+            objects.setdefault(key, tuple([_view_of(*piece) for piece in reached]))
             out.pop()
 
 
@@ -458,7 +466,7 @@ def _prune_dict(
     entry that holds one holds nothing that array does not: its entries are
     pruned, or kept, on their own).
     """
-    objects = array._objects
+    objects = _OBJECTS(array)
     if not objects or id(objects) in shared:
         return
     for key, entry in list(objects.items()):
@@ -466,7 +474,11 @@ def _prune_dict(
         # (an entry that holds none of the arena's memory counts nothing)
         if key != _SOURCE_KEY and _arena_only(entry, lo, hi, ours, {*dicts}, reached) and reached:
             undo.append((objects, key, reached))  # (first: an interrupt then loses nothing)
-            del objects[key]
+            taken = objects.pop(key, None)
+            if taken is not entry and taken is not None:
+                # replaced since it was judged (by a signal handler): the new one stays
+                objects.setdefault(key, taken)
+            del taken
 
 
 def _ours(parts: list[Part]) -> dict[int, tuple[Part, Any]]:
@@ -524,7 +536,7 @@ def _owner_of(ours: dict[int, tuple[Part, Any]]) -> object:
     """The store of the arena whose objects ``ours`` lists (None if none)."""
     for part, key in ours.values():
         if key is None:
-            return getattr(part.root, "_linalloc_owner", None)
+            return _root_owner(part.root)
     return None
 
 
@@ -533,7 +545,7 @@ def _other_arena_dict(container: Any, store: object) -> bool:
     if type(container) is not dict:
         return False
     source = container.get(_SOURCE_KEY)
-    owner = getattr(source.obj, "_linalloc_owner", None) if type(source) is memoryview else None
+    owner = _root_owner(source.obj) if type(source) is memoryview else None
     return owner is not None and owner is not store
 
 
@@ -550,9 +562,9 @@ def _from_other_arenas(objects: Any, store: object, met: dict[int, int]) -> int:
 
 
 def _containers_in(container: Any) -> list[Any]:
-    """The dicts and tuples a dict (its values) or a tuple holds."""
-    items = container.values() if isinstance(container, dict) else container
-    return [item for item in items if isinstance(item, (dict, tuple))]
+    """The dicts and tuples a dict (its values) or a tuple holds (exact types: no caller code)."""
+    items = dict.values(container) if type(container) is dict else container
+    return [item for item in items if type(item) is dict or type(item) is tuple]
 
 
 def _shared_dicts(ours: dict[int, tuple[Part, Any]], lenient: bool) -> set[int]:
@@ -672,10 +684,51 @@ def reusable(part: Part) -> bool:
     return not any([_has_entries(array) for array in part.arrays.values()])
 
 
+#: ctypes' own getters and type's: reading through them runs no code of a
+#: caller's class (a property named ``_b_base_``, a metaclass ``__getattr__``).
+_B_BASE: Any = _CData.__dict__["_b_base_"].__get__
+_OBJECTS: Any = _CData.__dict__["_objects"].__get__
+_MRO: Any = type.__dict__["__mro__"].__get__
+_CLASS_DICT: Any = type.__dict__["__dict__"].__get__
+_CALLBACK: Any = _weak_ref.__dict__["__callback__"].__get__
+
+
+class OwnCallback:
+    """A weak-reference callback of the library's own (``func(*args, weak)``).
+
+    The only callback that does not make an object's death run a caller's
+    code (see :func:`_may_run_code`).
+    """
+
+    __slots__ = ("func", "args")
+
+    def __init__(self, func: Callable[..., None], *args: Any) -> None:
+        self.func = func
+        self.args = args
+
+    def __call__(self, weak: Any) -> None:
+        self.func(*self.args, weak)
+
+
+def _may_run_code(cdata: Any) -> bool:
+    """Whether ``cdata``'s death could run code: a ``__del__``, a weak reference's callback."""
+    if any(["__del__" in _CLASS_DICT(klass) for klass in _MRO(type(cdata))]):
+        return True
+    if not getweakrefcount(cdata):
+        return False
+    return any(
+        [
+            type(weak) is not _weak_ref
+            or (_CALLBACK(weak) is not None and type(_CALLBACK(weak)) is not OwnCallback)
+            for weak in getweakrefs(cdata)
+        ]
+    )
+
+
 def _top(cdata: Any) -> Any:
     """The ctypes object that owns ``cdata``'s memory (following ``_b_base_``)."""
     while True:
-        base = cdata._b_base_
+        base = _B_BASE(cdata)
         if base is None:
             return cdata
         cdata = base
@@ -693,51 +746,78 @@ def _arena_only(
 
     ``ours``: the arena's roots and arrays by id (memoryviews of them, and
     ctypes objects based on them, are its own). ``reached``: gets a
-    :data:`Piece` for each piece of the arena's memory the entry holds.
+    :data:`Piece` for each piece of the arena's memory the entry holds. Runs
+    no code of a caller's (exact types only; ctypes' own getters), and walks
+    with a list, not by recursion: a chain of any depth.
     """
-    if entry is None or id(entry) in seen:
-        return True
-    seen.add(id(entry))
-    if isinstance(entry, dict):
-        return all(_arena_only(item, lo, hi, ours, seen, reached) for item in entry.values())
-    if isinstance(entry, tuple):  # (a pointer field set from an array: its _objects, itself)
-        return all(_arena_only(item, lo, hi, ours, seen, reached) for item in entry)
-    if isinstance(entry, memoryview):
-        # a view of one of this arena's roots, or of another arena's: what it
-        # keeps alive is memory, which every value of that arena keeps anyway
-        where = ours.get(id(entry.obj))
-        if where is not None:
-            whole: Any = entry.obj
-            reached.append((*where, ctypes.addressof(whole), None))
-            return True
-        return hasattr(entry.obj, "_linalloc_owner")
-    if isinstance(entry, _CData):
-        cdata: Any = entry
-        if hasattr(type(cdata), "__del__") or getweakrefcount(cdata):
-            return False  # (taken out, it could die and run code in the middle of a count)
-        start = ctypes.addressof(cdata)
-        size = ctypes.sizeof(cdata)
-        if not lo <= start <= start + size <= hi:
-            return False
-        # Based on one of the current parts' objects: by ``_b_base_``, or made
-        # by ``from_buffer`` over one. Memory the arena holds (freed, still
-        # viewed) lies in the same range, but is not its own any more.
-        top = _top(cdata)
-        where = ours.get(id(top))
-        if where is None:
-            source = _source_of(top)
-            where = None if source is None else ours.get(id(source.obj))
-            if where is None:
+    store = _owner_of(ours)
+    todo = [entry]
+    while todo:
+        item = todo.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        kind = type(item)
+        if kind is dict:
+            todo.extend(dict.values(item))
+        elif kind is tuple:  # (a pointer field set from an array: its _objects, itself)
+            todo.extend(item)
+        elif kind is memoryview:
+            # a view of one of this arena's roots or arrays, or of another
+            # arena's root: what it keeps alive is memory that every value of
+            # that arena keeps anyway. (This arena's memory that is not its own
+            # now, held or left by a rewind, is not.)
+            where = ours.get(id(item.obj))
+            if where is not None:
+                whole: Any = item.obj
+                reached.append((*where, ctypes.addressof(whole), None))
+            elif _root_owner(item.obj) in (None, store):
                 return False
-        reached.append((*where, start, size))
-        # (what it keeps besides: the source of a ``from_buffer`` is what was
-        # just found, not another piece)
-        objects = cdata._objects
-        if isinstance(objects, dict):
-            kept = [item for key, item in objects.items() if key != _SOURCE_KEY]
-            return all(_arena_only(item, lo, hi, ours, seen, reached) for item in kept)
-        return objects is _source_of(cdata) or _arena_only(objects, lo, hi, ours, seen, reached)
-    return False
+        elif isinstance(item, _CData):
+            cdata: Any = item
+            if _may_run_code(cdata):
+                return False  # (taken out, it could die and run code in the middle of a count)
+            start = ctypes.addressof(cdata)
+            size = ctypes.sizeof(cdata)
+            if not lo <= start <= start + size <= hi:
+                return False
+            # Based on one of the current parts' objects: by ``_b_base_``, or made
+            # by ``from_buffer`` over one. Memory the arena holds (freed, still
+            # viewed) lies in the same range, but is not its own any more.
+            top = _top(cdata)
+            where = ours.get(id(top))
+            if where is None:
+                source = _source_of(top)
+                where = None if source is None else ours.get(id(source.obj))
+                if where is None:
+                    return False
+            reached.append((*where, start, size))
+            # (what it keeps besides: the source of a ``from_buffer`` is what was
+            # just found, not another piece)
+            objects = _OBJECTS(cdata)
+            if type(objects) is dict:
+                todo.extend([value for key, value in objects.items() if key != _SOURCE_KEY])
+            elif objects is not _source_of(cdata):
+                todo.append(objects)
+        else:
+            return False
+    return True
+
+
+def _root_owner(obj: Any) -> object:
+    """The store a root of some arena belongs to; None for anything else.
+
+    (A root is an exact ``c_char`` array made by ``_store.root_over``; its
+    owner is in its instance dict: read without running any class's code.)
+    """
+    if type(type(obj)) is not _ARRAY_META or _MRO(type(obj))[1] is not ctypes.Array:
+        return None
+    own = _GET_ATTRIBUTE(obj, "__dict__")
+    return own.get("_linalloc_owner") if type(own) is dict else None
+
+
+_ARRAY_META: Any = type(ctypes.c_char * 1)
+_GET_ATTRIBUTE = object.__getattribute__
 
 
 def _source_of(cdata: Any) -> memoryview | None:
@@ -746,7 +826,7 @@ def _source_of(cdata: Any) -> memoryview | None:
     (ctypes keeps it in the object's ``_objects`` dict, or as ``_objects``
     itself for an object with no fields: a simple type, an empty array.)
     """
-    objects = cdata._objects
+    objects = _OBJECTS(cdata)
     if type(objects) is memoryview:
         return objects
     source = objects.get(_SOURCE_KEY) if type(objects) is dict else None
