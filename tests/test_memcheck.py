@@ -31,19 +31,25 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SUPPRESSIONS = os.path.join(HERE, "valgrind.supp")
 SMOKE = os.path.join(HERE, "memcheck_smoke.py")
-MISUSE = os.path.join(HERE, "test_misuse.py")
-#: Misuse batches run under memcheck (about 25 s each there): views outliving an
+MISUSE = os.path.join(HERE, "misuse_cases.py")
+#: Misuse batches run under memcheck (25-35 s each there): views outliving an
 #: eager arena, drop callbacks keeping values, stale pointers in reused memory.
-MISUSE_GROUPS = [
-    "outlive[BumpArena]",
-    "outlive[TypedArena]",
-    "drop[TypedArena]",
-    "values[BumpArena]",
+#: Two batches share an interpreter (each interpreter's start-up under memcheck
+#: costs 10 s, numpy's import 5 more): the two with numpy views, and the others.
+MISUSE_RUNS = [
+    ["outlive[BumpArena]", "outlive[TypedArena]"],
+    ["drop[TypedArena]", "values[BumpArena]"],
 ]
+MISUSE_GROUPS = [group for run in MISUSE_RUNS for group in run]
+#: A read of freed memory, which memcheck must report.
+READ_OF_FREED = (
+    "import ctypes; buffer = ctypes.create_string_buffer(64); "
+    "where = ctypes.addressof(buffer); del buffer; ctypes.string_at(where, 8)"
+)
 
 
-def memcheck(args: list[str]) -> tuple[subprocess.CompletedProcess[str], int, int]:
-    """Run ``python args`` under memcheck: (result, errors, suppressed errors)."""
+def valgrind_path() -> str:
+    """Where valgrind is; or skip, or fail in CI on Linux, when it is not installed."""
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         if not sys.platform.startswith("linux"):
@@ -51,6 +57,12 @@ def memcheck(args: list[str]) -> tuple[subprocess.CompletedProcess[str], int, in
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail("valgrind is not installed (.ci/run installs it from Debian packages)")
         pytest.skip("valgrind is not installed")
+    return valgrind
+
+
+def memcheck(args: list[str]) -> tuple[subprocess.CompletedProcess[str], int, int]:
+    """Run ``python args`` under memcheck: (result, errors, suppressed errors)."""
+    valgrind = valgrind_path()
     env = dict(os.environ)
     env["PYTHONMALLOC"] = "malloc"
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
@@ -63,47 +75,58 @@ def memcheck(args: list[str]) -> tuple[subprocess.CompletedProcess[str], int, in
         sys.executable,
         *args,
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
     summary = re.search(r"ERROR SUMMARY: (\d+) errors .*\(suppressed: (\d+) from", result.stderr)
     assert summary is not None, result.stderr[-3000:]
     return result, int(summary.group(1)), int(summary.group(2))
 
 
-def test_smoke_has_no_memory_errors() -> None:
-    result, errors, suppressed = memcheck([SMOKE])
+@pytest.fixture(scope="module")
+def memcheck_runs(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Every selected run under memcheck, two at a time, the longest first: the misuse
+    batches (by group), the smoke run ("smoke") and the read of freed memory ("freed")."""
+    valgrind_path()
+    names = {getattr(i, "originalname", "") for i in request.session.items}
+    wanted = {
+        i.callspec.params["group"]
+        for i in request.session.items
+        if getattr(i, "originalname", "") == "test_misuse_batch_has_no_memory_errors"
+    }
+    jobs: list[tuple[list[str], list[str]]] = []  # (keys, args)
+    for run in MISUSE_RUNS:
+        groups = [group for group in run if group in wanted]
+        if groups:
+            jobs.append((groups, [MISUSE, *groups]))
+    if "test_smoke_has_no_memory_errors" in names:
+        jobs.append((["smoke"], [SMOKE]))
+    if "test_memcheck_reports_a_read_of_freed_memory" in names:
+        jobs.append((["freed"], ["-c", READ_OF_FREED]))
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda job: memcheck(job[1]), jobs))
+    return {key: result for (keys, _), result in zip(jobs, results) for key in keys}
+
+
+def test_smoke_has_no_memory_errors(memcheck_runs: dict[str, Any]) -> None:
+    result, errors, suppressed = memcheck_runs["smoke"]
     print(f"memcheck: {errors} errors ({suppressed} suppressed CPython noise)")
     assert "SMOKE OK" in result.stdout, result.stdout + result.stderr[-5000:]
     assert errors == 0 and result.returncode == 0, result.stderr[-20000:]
 
 
-def test_memcheck_reports_a_read_of_freed_memory() -> None:
+def test_memcheck_reports_a_read_of_freed_memory(memcheck_runs: dict[str, Any]) -> None:
     """Without this, a broken set-up (wrong tool, everything suppressed) would pass."""
-    code = (
-        "import ctypes; buffer = ctypes.create_string_buffer(64); "
-        "where = ctypes.addressof(buffer); del buffer; ctypes.string_at(where, 8)"
-    )
-    result, errors, _ = memcheck(["-c", code])
+    result, errors, _ = memcheck_runs["freed"]
     assert result.returncode == 99 and errors >= 1, result.stderr[-5000:]
     assert "Invalid read" in result.stderr
 
 
-@pytest.fixture(scope="module")
-def misuse_runs(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """The selected misuse batches under memcheck, two at a time."""
-    name = "test_misuse_batch_has_no_memory_errors"
-    items = request.session.items
-    wanted = {i.callspec.params["group"] for i in items if getattr(i, "originalname", "") == name}
-    groups = [group for group in MISUSE_GROUPS if group in wanted]
-    with ThreadPoolExecutor(2) as pool:
-        return dict(zip(groups, pool.map(lambda g: memcheck([MISUSE, g]), groups)))
-
-
 @pytest.mark.parametrize("group", MISUSE_GROUPS)
-def test_misuse_batch_has_no_memory_errors(misuse_runs: dict[str, Any], group: str) -> None:
-    from test_misuse import GROUPS
+def test_misuse_batch_has_no_memory_errors(memcheck_runs: dict[str, Any], group: str) -> None:
+    from misuse_cases import GROUPS
 
-    result, errors, suppressed = misuse_runs[group]
+    result, errors, suppressed = memcheck_runs[group]
     print(f"memcheck {group}: {errors} errors ({suppressed} suppressed CPython noise)")
+    # (the interpreter ran the batch it shares too: DONE last means all of them ran)
     passed = {line.split()[1] for line in result.stdout.splitlines() if line.startswith("PASS ")}
     missing = [name for name in GROUPS[group] if name not in passed]
     assert not missing and result.stdout.rstrip().endswith("DONE"), result.stdout[-5000:]

@@ -24,6 +24,8 @@ from linalloc import Layout, address
 
 # The arena class comes from a fixture that is the same for every example.
 fixture_ok = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+# (``frozen``, conftest: the collections the examples and the library run walk what
+# the examples made, not the whole test session.)
 
 
 class Item(ctypes.Structure):
@@ -81,7 +83,7 @@ def refused_bump_call(arena: Any, kind: str) -> None:
     seed=st.integers(0, 2**32 - 1),
 )
 def test_bump_blocks_aligned_disjoint_and_kept(
-    bump_cls: Any, capacity: int, ops: list[Any], seed: int
+    bump_cls: Any, frozen: None, capacity: int, ops: list[Any], seed: int
 ) -> None:
     rng = random.Random(seed)
     arena = bump_cls(capacity)
@@ -199,7 +201,7 @@ typed_ops = st.lists(
     ending=st.sampled_from(["close", "collect", "reset_then_collect"]),
 )
 def test_typed_drops_reverse_once_and_refusals_change_nothing(
-    typed_cls: Any, capacity: int, ops: list[Any], ending: str
+    typed_cls: Any, frozen: None, capacity: int, ops: list[Any], ending: str
 ) -> None:
     dropped: list[int] = []
 
@@ -305,7 +307,7 @@ def test_typed_drops_reverse_once_and_refusals_change_nothing(
     seed=st.integers(0, 2**32 - 1),
 )
 def test_bump_reset_refused_while_any_view_lives(
-    bump_cls: Any, sizes: list[int], hold: int, seed: int
+    bump_cls: Any, frozen: None, sizes: list[int], hold: int, seed: int
 ) -> None:
     rng = random.Random(seed)
     arena = bump_cls(4096)

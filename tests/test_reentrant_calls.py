@@ -19,7 +19,7 @@ import sys
 from typing import Any, Callable
 
 import pytest
-from conftest import UNDER_MUTATION, run_python
+from conftest import UNDER_MUTATION, frozen_heap, run_python
 
 import linalloc
 from linalloc import Layout
@@ -55,29 +55,49 @@ NOT_REENTERED = _lines_between(
 REFUSED = (RuntimeError, BufferError)
 
 
+#: Whether a code object is the library's (a cache: the tracer asks at every call).
+_IN_LIBRARY: dict[Any, bool] = {}
+
+
+def _in_library(code: Any) -> bool:
+    known = _IN_LIBRARY.get(code)
+    if known is None:
+        known = _IN_LIBRARY[code] = code.co_filename.startswith(LIBRARY)
+    return known
+
+
 def at_line(n: int, action: Callable[[], object]) -> tuple[Any, list[object]]:
     """A trace function that runs ``action`` at the ``n``-th line event of the library.
 
     Returns it and a list that gets ``action()``'s result (or the exception it
-    raised) once it has run.
+    raised) once it has run. Only the library's frames are traced line by line,
+    and once ``action`` has run nothing is traced any more: the rest of the call
+    runs at full speed, so a sweep's run at line n costs n line events, not all.
     """
     fired: list[object] = []
     seen = [0]
 
+    def line_tracer(frame: Any, event: str, arg: object) -> Any:
+        if event != "line" or (frame.f_code, frame.f_lineno) in NOT_REENTERED:
+            return line_tracer
+        seen[0] += 1
+        if seen[0] != n:
+            return line_tracer
+        try:
+            fired.append(action())
+        except REFUSED as exc:
+            fired.append(exc)
+        # Done: no more events, in this frame, the frames below it, or new ones.
+        sys.settrace(None)
+        caller = frame
+        while caller is not None:
+            caller.f_trace = None
+            caller = caller.f_back
+        return None
+
     def tracer(frame: Any, event: str, arg: object) -> Any:
-        if (
-            event == "line"
-            and not fired
-            and frame.f_code.co_filename.startswith(LIBRARY)
-            and (frame.f_code, frame.f_lineno) not in NOT_REENTERED
-        ):
-            seen[0] += 1
-            if seen[0] == n:
-                try:
-                    fired.append(action())
-                except REFUSED as exc:
-                    fired.append(exc)
-        return tracer
+        # (called at each new frame: only the library's are traced line by line)
+        return line_tracer if _in_library(frame.f_code) else None
 
     return tracer, fired
 
@@ -124,31 +144,33 @@ def sweep(
     ``setup()`` -> (arena, the objects it holds). ``reenter(arena)`` runs at
     line n; ``fresh(arena)`` allocates afterwards. Everything held, the
     re-entering call's result and the fresh allocations must be disjoint.
-    Returns the number of lines swept.
+    Returns the number of lines swept. (In ``frozen_heap()``: a collection the
+    library runs walks the arenas made here, not the whole test session.)
     """
     n = 1
-    while True:
-        arena, held = setup()
-        tracer, fired = at_line(n, lambda arena=arena: reenter(arena))
-        result = traced(tracer, lambda arena=arena: call(arena))
-        objects = [*held, result, *fired]
-        try:
-            objects += fresh(arena)
-        except BufferError:
-            # Memory held: the re-entering call's error keeps the frame it was
-            # raised over, and what that frame held. Gone with the error, the
-            # memory is handed out again, never twice.
+    with frozen_heap():
+        while True:
+            arena, held = setup()
+            tracer, fired = at_line(n, lambda arena=arena: reenter(arena))
+            result = traced(tracer, lambda arena=arena: call(arena))
+            objects = [*held, result, *fired]
+            try:
+                objects += fresh(arena)
+            except BufferError:
+                # Memory held: the re-entering call's error keeps the frame it
+                # was raised over, and what that frame held. Gone with the
+                # error, the memory is handed out again, never twice.
+                assert_disjoint(objects)
+                objects = [*held]
+                fired.clear()
+                result = None
+                gc.collect()
+                objects += fresh(arena)
             assert_disjoint(objects)
-            objects = [*held]
-            fired.clear()
-            result = None
-            gc.collect()
-            objects += fresh(arena)
-        assert_disjoint(objects)
-        if not fired:
-            return n
-        del arena, held, objects, result, fired, tracer
-        n += 1
+            if not fired:
+                return n
+            del arena, held, objects, result, fired, tracer
+            n += 1
 
 
 # -- 1. a call re-entered while it closes the window ---------------------------
@@ -278,8 +300,13 @@ def test_bump_allocation_reentered_by_reset_never_aliases(bump_cls: type, name: 
     assert lines > 1
 
 
-def test_finalizer_during_checkpoint_cannot_take_a_slot_twice(typed_cls: type) -> None:
-    """The attack as it came: a finalizer run by the collector inside ``checkpoint()``."""
+def test_finalizer_during_checkpoint_cannot_take_a_slot_twice(
+    typed_cls: type, frozen: None
+) -> None:
+    """The attack as it came: a finalizer run by the collector inside ``checkpoint()``.
+
+    (``frozen``: the full collections here walk what the test makes, not the session.)
+    """
     import gc
 
     for threshold in range(1, 40):

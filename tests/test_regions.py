@@ -471,7 +471,8 @@ def _after_views(arena: Any) -> dict[str, Callable[[], Any]]:
     return made
 
 
-def test_views_after_cp_stop_rewind(arena_cls: Any) -> None:
+def test_views_after_cp_stop_rewind(arena_cls: Any, frozen: None) -> None:
+    """(``frozen``: the collections, one per view, walk what the test made, not the session.)"""
     arena = make(arena_cls, 256)
     keep = new(arena, 1)
     for what, make_view in _after_views(arena).items():

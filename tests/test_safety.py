@@ -313,6 +313,11 @@ KINDS = {
     "typed_drop": lambda: linalloc.TypedArenaLazy(ctypes.c_char * 65536, 4096, drop=id),
     "bump": lambda: linalloc.BumpArenaLazy(4096 * 65536),
 }
+
+# The checks collect twice a round: keep the modules' objects out of those walks
+# (the arenas and views are all made after this).
+gc.collect()
+gc.freeze()
 """
 
 _SIGNAL = """
