@@ -240,3 +240,158 @@ def test_a_metaclass_that_changes_a_type_while_it_is_checked_is_refused() -> Non
     )
     assert proc.returncode == 0, (proc.returncode, proc.stdout, proc.stderr[-2000:])
     assert "changed while it was checked" in proc.stdout
+
+
+# -- what a count puts back, and where it counts -----------------------------------
+
+
+class CharLink(ctypes.Structure):
+    _fields_ = [("p", ctypes.POINTER(ctypes.c_char)), ("pad", ctypes.c_int64)]
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["eager", "lazy"])
+def test_a_link_to_memory_spanning_a_checkpoint_counts_after_it(lazy: bool) -> None:
+    """An array over a view grown across a checkpoint: after a count, it still stops a rewind."""
+    arena = linalloc.BumpArenaLazy(1 << 22) if lazy else linalloc.BumpArena(1 << 17)
+    step = arena.commit_step if lazy else 4096
+    holder = arena.alloc(CharLink)
+    view = arena.alloc_uninit_slice(linalloc.Layout(step - 256))
+    cp = arena.checkpoint()
+    grown = arena.grow(view, len(view) + 4096)  # (into the memory after cp, and a new commit)
+    assert grown is not None
+    array = (ctypes.c_char * len(grown)).from_buffer(grown)
+    holder.p = array
+    del view, grown, array
+    with pytest.raises(BufferError):
+        arena.reset()  # (a count: the entry is taken out and put back)
+    with pytest.raises(BufferError, match="after the checkpoint"):
+        arena.rewind(cp)
+    holder.p = ctypes.POINTER(ctypes.c_char)()
+    arena.rewind(cp)
+    del holder
+    arena.reset()
+
+
+@pytest.mark.parametrize("how", ["alloc_many", "as_array", "alloc_extend"])
+def test_a_pointer_field_set_from_an_array_of_the_arena_is_its_own_link(how: str) -> None:
+    arena = linalloc.TypedArena(Node, 16)
+    first = arena.alloc(1)
+    array = {
+        "alloc_many": lambda: arena.alloc_many(2),
+        "as_array": arena.as_array,
+        "alloc_extend": lambda: arena.alloc_extend([Node(), Node()]),
+    }[how]()
+    first.next = array  # (a POINTER(Node) field set from an array of Node)
+    del first, array
+    gc.collect()
+    arena.reset()  # (was refused for ever: the array is watched by a weak reference)
+    arena.close()
+
+
+def test_a_held_link_into_memory_that_stays_does_not_block_reset() -> None:
+    kept: list[Any] = []
+    arena = linalloc.TypedArena(Node, 16, drop=lambda v: kept.append(v) if v.v == 2 else None)
+    first = arena.alloc(1)
+    cp = arena.checkpoint()
+    second = arena.alloc(2)
+    second.next = ctypes.pointer(first)
+    del second
+    arena.rewind(cp)  # (the drop keeps ``second``: held)
+    del first
+    kept.clear()
+    gc.collect()
+    arena.reset()  # (no allocation first)
+    arena.close()
+
+
+def test_a_deep_chain_of_links_is_walked_without_recursion() -> None:
+    depth = sys.getrecursionlimit()
+    arena = linalloc.BumpArena(64 * depth + 4096)
+    head = arena.alloc(Node)
+    previous = None
+    for i in range(depth):
+        node = Node.from_buffer(arena.alloc_uninit_slice(linalloc.Layout(ctypes.sizeof(Node), 8)))
+        node.v = i
+        if previous is not None:
+            node.next = ctypes.pointer(previous)
+        previous = node
+    head.next = ctypes.pointer(previous)
+    del node, previous
+    gc.collect()
+    with pytest.raises(BufferError, match="^cannot reset: 1 view "):
+        arena.reset()
+    assert arena.live_views() == 1
+    del head
+    arena.reset()
+
+
+def test_live_views_leaves_the_arenas_own_links_out() -> None:
+    arena = linalloc.TypedArena(Node, 16)
+    nodes = [arena.alloc(i) for i in range(10)]
+    for a, b in zip(nodes, nodes[1:]):
+        a.next = ctypes.pointer(b)
+    assert arena.live_views() == 10
+    del a, b
+    del nodes[1:]
+    assert arena.live_views() == 1
+    nodes.clear()
+    assert arena.live_views() == 0
+    arena.reset()
+
+
+def test_a_count_runs_no_code_of_the_callers_classes() -> None:
+    """A property named ``_b_base_``, a metaclass ``__getattr__``: never called by a count."""
+    calls: list[str] = []
+
+    class Meta(type(ctypes.Structure)):  # type: ignore[misc]
+        def __getattr__(cls, name: str) -> Any:
+            calls.append(name)
+            raise AttributeError(name)
+
+    class T(ctypes.Structure, metaclass=Meta):
+        @property
+        def _b_base_(self) -> Any:
+            calls.append("_b_base_")
+            return None
+
+    T._fields_ = [("q", ctypes.POINTER(T)), ("v", ctypes.c_int64)]
+    arena = linalloc.TypedArena(T, 8)
+    first, second = arena.alloc(), arena.alloc()
+    first.q = ctypes.pointer(second)
+    del second
+    calls.clear()
+    with pytest.raises(BufferError, match="^cannot reset: 1 view "):
+        arena.reset()
+    assert calls == []
+    del first
+    arena.reset()
+    assert calls == []
+
+
+def test_an_entry_a_memory_error_kept_out_is_back_before_the_next_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = _views._view_of
+    fail = [1]
+
+    def flaky(*args: Any) -> Any:
+        if fail[0]:
+            fail[0] -= 1
+            raise MemoryError("injected")
+        return real(*args)
+
+    monkeypatch.setattr(_views, "_view_of", flaky)
+    arena = linalloc.TypedArena(Node, 16)
+    first = arena.alloc(1)
+    cp = arena.checkpoint()
+    second = arena.alloc(2)
+    first.next = ctypes.pointer(second)  # (into the memory after cp)
+    del second
+    with pytest.raises(MemoryError):
+        arena.reset()
+    assert arena._ledger.out  # (kept out by the error)
+    with pytest.raises(BufferError, match="after the checkpoint"):
+        arena.rewind(cp)
+    assert not arena._ledger.out and first.next.contents.v == 2
+    del first
+    arena.reset()
