@@ -76,7 +76,14 @@ own links left out          keep-alive entries that hold only the arena's own
                             never deleted for good, since a struct copied by
                             value later shares the dict and needs them. One
                             an interrupt kept out stays in ``Ledger.out``
-                            and is put back before the next count
+                            and is put back before the next count. Each
+                            piece comes back based on the region of its
+                            last byte (freed no later than it). Nothing a
+                            count takes out can run code as it dies (no
+                            ``__del__``, no caller's weak-reference
+                            callback), and a count reads only through
+                            ctypes' and ``type``'s own getters: no caller
+                            code runs in the middle of one
 ==========================  ===================================================
 
 The reference counts are read while the collector may run: an unreachable
