@@ -23,8 +23,7 @@ BUSY = (
     "calls (a finalizer, a signal handler)"
 )
 NOT_A_CTYPE = (
-    "expected a ctypes data type (a simple type, Structure, Union, Array or pointer type), "
-    "got {!r}"
+    "expected a ctypes data type (a simple type, Structure, Union, Array or pointer type), got {!r}"
 )
 
 
