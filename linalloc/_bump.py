@@ -127,7 +127,9 @@ class BumpArena(ArenaBase):
     def _bump(self, size: int, align: int) -> int | None:
         """Offset of a new block of ``size`` bytes aligned to ``align``, or None."""
         used = self._used
-        if align <= self._base_align:
+        if align <= self._base_align and not align & (align - 1):
+            # (an offset aligned to a power of two up to the buffer's alignment
+            # is an aligned address; ctypes also allows others: ``_pack_ = 3``)
             start = used + (-used % align)
         else:
             start = used + (-(self._base + used) % align)

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import pytest
 
 from linalloc import BumpArena, Layout, address
+from linalloc._store import EagerStore
 
 BUSY = (
     "the arena is busy: a drop callback cannot allocate from, rewind, reset or close "
@@ -212,3 +213,28 @@ def test_a_window_given_back_by_the_interrupted_call_itself_makes_the_next_start
     assert live_instances(local) == 5 and arena.used == 32
     del first, made, value, after, fired, tracer
     arena.reset()
+
+
+def test_a_type_aligned_to_no_power_of_two_is_aligned_by_address() -> None:
+    """ctypes allows ``_pack_ = 3``: the value's address, not its offset, is a multiple of 3."""
+
+    class Shifted(EagerStore):
+        def __init__(self, capacity: int) -> None:
+            super().__init__(capacity + 64)
+            self.address += (16 - self.address) % 48  # 16 past a multiple of 48
+            self.capacity = self.committed = self.extent = capacity
+
+    class Arena(BumpArena):
+        _store_type = Shifted
+
+    class Packed(ctypes.Structure):
+        _pack_ = 3
+        _fields_ = [("a", ctypes.c_char), ("b", ctypes.c_int64)]
+
+    assert ctypes.alignment(Packed) == 3
+    arena = Arena(64)
+    head = arena.alloc_uninit_slice(Layout(1))
+    value = arena.alloc(Packed)
+    assert value is not None and ctypes.addressof(value) % 3 == 0
+    assert ctypes.addressof(value) - address(head) == 2
+    del head, value
