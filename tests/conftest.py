@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import inspect
 import os
 import re
 import subprocess
@@ -11,7 +12,7 @@ import sys
 import textwrap
 import threading
 from collections.abc import Iterator
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -119,3 +120,39 @@ def frozen() -> Iterator[None]:
     """The test runs in ``frozen_heap()``."""
     with frozen_heap():
         yield
+
+
+def at_line_of(func: Any, text: str, action: Callable[[], object]) -> tuple[Any, list[object]]:
+    """A trace function that runs ``action`` once, when ``func`` reaches its line holding
+    ``text``; the list gets what it returned, or ``(type name, message)`` of what it raised.
+
+    Skips the test under mutmut, whose trampolines run the library's functions
+    from other code objects.
+    """
+    if UNDER_MUTATION:
+        pytest.skip("traces a line of the library: not under mutmut")
+    code = func.__code__
+    source, start = inspect.getsourcelines(func)
+    line = start + next(i for i, t in enumerate(source) if text in t)
+    fired: list[object] = []
+
+    def tracer(frame: Any, event: str, arg: object) -> Any:
+        if frame.f_code is not code:
+            return None
+        if event == "line" and frame.f_lineno == line and not fired:
+            try:
+                fired.append(action())
+            except Exception as error:  # (its message only: no frames kept)
+                fired.append((type(error).__name__, str(error)))
+        return tracer
+
+    return tracer, fired
+
+
+def traced(tracer: Any, call: Callable[[], object]) -> object:
+    """``call()`` with ``tracer`` set as the trace function."""
+    sys.settrace(tracer)
+    try:
+        return call()
+    finally:
+        sys.settrace(None)

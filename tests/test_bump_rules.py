@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import inspect
 import re
-import sys
-from typing import Any, Callable
+from typing import Any
 
 import pytest
-from conftest import run_python
+from conftest import at_line_of, run_python, traced
 
 import linalloc
 import linalloc._bump as bump_module
@@ -311,35 +309,6 @@ def test_a_link_between_values_before_a_checkpoint_made_through_a_later_row(
 
 
 # -- busy while a window opens or closes ---------------------------------------------
-
-
-def at_line_of(func: Any, text: str, action: Callable[[], object]) -> tuple[Any, list[object]]:
-    """A trace function that runs ``action`` once, when ``func`` reaches its line holding
-    ``text``; the list gets what it returned or the message of the RuntimeError it raised."""
-    code = func.__code__
-    source, start = inspect.getsourcelines(func)
-    line = start + next(i for i, t in enumerate(source) if text in t)
-    fired: list[object] = []
-
-    def tracer(frame: Any, event: str, arg: object) -> Any:
-        if frame.f_code is not code:
-            return None
-        if event == "line" and frame.f_lineno == line and not fired:
-            try:
-                fired.append(action())
-            except RuntimeError as error:
-                fired.append(("RuntimeError", str(error)))
-        return tracer
-
-    return tracer, fired
-
-
-def traced(tracer: Any, call: Callable[[], object]) -> object:
-    sys.settrace(tracer)
-    try:
-        return call()
-    finally:
-        sys.settrace(None)
 
 
 def test_a_call_closing_a_window_cannot_be_re_entered(bump_cls: type) -> None:

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import inspect
 import re
-import sys
 from typing import Any, Callable
 
 import pytest
+from conftest import at_line_of, traced
 
 from linalloc import BumpArena, Layout, address
 from linalloc._store import EagerStore
@@ -41,35 +40,6 @@ def live_instances(ctype: type) -> int:
 def new_struct(name: str) -> Any:
     """A Structure type of one ``c_int64`` no other test has instances of."""
     return type(name, (ctypes.Structure,), {"_fields_": [("x", ctypes.c_int64)]})
-
-
-def at_line_of(func: Any, text: str, action: Callable[[], object]) -> tuple[Any, list[object]]:
-    """A trace function that runs ``action`` once, when ``func`` reaches its line holding
-    ``text``; the list gets what it returned, or ``(type name, message)`` of what it raised."""
-    code = func.__code__
-    source, start = inspect.getsourcelines(func)
-    line = start + next(i for i, t in enumerate(source) if text in t)
-    fired: list[object] = []
-
-    def tracer(frame: Any, event: str, arg: object) -> Any:
-        if frame.f_code is not code:
-            return None
-        if event == "line" and frame.f_lineno == line and not fired:
-            try:
-                fired.append(action())
-            except Exception as error:  # (its message only: no frames kept)
-                fired.append((type(error).__name__, str(error)))
-        return tracer
-
-    return tracer, fired
-
-
-def traced(tracer: Any, call: Callable[[], object]) -> object:
-    sys.settrace(tracer)
-    try:
-        return call()
-    finally:
-        sys.settrace(None)
 
 
 # -- capacity ------------------------------------------------------------------------
