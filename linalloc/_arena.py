@@ -67,6 +67,15 @@ class Busy:
         self.kind = kind
 
 
+def _viewed(action: str, since: int, live: int) -> BufferError:
+    """The refusal of ``action`` while ``live`` views of ``regions[since:]`` are alive."""
+    what = "this arena" if since == 0 else "memory allocated after the checkpoint"
+    return BufferError(
+        f"cannot {action}: {_views_text(live)} of {what} still alive (values, "
+        "memoryviews, ctypes objects or arrays made from them); delete them first"
+    )
+
+
 def _views_text(count: int) -> str:
     return "1 view" if count == 1 else f"{count} views"
 
@@ -243,6 +252,10 @@ class ArenaBase:
     def _drop_after(self, position: int) -> BaseException | None:
         return None
 
+    def _drops_after(self, position: int) -> bool:
+        """Whether ``_drop_after(position)`` will run drop callbacks."""
+        return False
+
     def _memory_range(self) -> tuple[int, int]:
         address = int(self._store.address)
         return address, address + int(self._store.capacity)
@@ -292,11 +305,7 @@ class ArenaBase:
         if self._views(since) > 0:
             live = collect_and_count(lambda: self._unlinked_views(since))
             if live > 0:
-                what = "this arena" if since == 0 else "memory allocated after the checkpoint"
-                raise BufferError(
-                    f"cannot {action}: {_views_text(live)} of {what} still alive (values, "
-                    "memoryviews, ctypes objects or arrays made from them); delete them first"
-                )
+                raise _viewed(action, since, live)
 
     def _refuse_if_held(self) -> None:
         """``BufferError`` while memory that a rewind freed is still viewed (see ``_rewind_to``)."""
@@ -469,12 +478,19 @@ class ArenaBase:
             self._busy = ref(token)
             self._halt()
             self._refuse_if_viewed(action, region)
+            dropping = self._drops_after(position)
             try:
                 error = self._drop_after(position)
                 # From the count to the store that frees the memory, no finalizer
                 # may run: one could copy a freed value out by value.
                 gc.disable()
-                kept = self._unlinked_views(region) > 0
+                live = self._unlinked_views(region)
+                kept = live > 0
+                if kept and not dropping:
+                    # No drop ran: nothing has changed yet, so refuse (a view
+                    # made since the first count, by code run in the middle).
+                    kept = False
+                    raise _viewed(action, region, live)
             finally:
                 if kept:  # (also when a KeyboardInterrupt stopped the drops)
                     fresh = self._fresh_part()

@@ -336,6 +336,9 @@ class TypedArena(SlotWindows[T], BulkAllocation[T], FailedAllocation[T]):
 
     # -- dropping ----------------------------------------------------------
 
+    def _drops_after(self, position: int) -> bool:
+        return self._drop is not None and self._cursor.count() > position
+
     def _drop_after(self, position: int) -> BaseException | None:
         """Drop the values from slot ``position`` on, newest first; the first error.
 

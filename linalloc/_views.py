@@ -97,9 +97,11 @@ from __future__ import annotations
 
 import ctypes
 import gc
+from _bisect import bisect_right
 from _operator import getitem
 from _weakref import getweakrefcount, getweakrefs
 from _weakref import ref as _weak_ref
+from gc import get_referents
 from itertools import repeat
 from sys import getrefcount
 
@@ -435,7 +437,7 @@ class Ledger:
                     # memoryview of a whole object keeps the memory in being,
                     # which any root does, not what lies in it: the first region's.)
                     last = address + size - 1 if size else address
-                    at = max([k for k, start in enumerate(starts) if start <= last], default=0)
+                    at = max(bisect_right(starts, last) - 1, 0)
                     if size is None:
                         at = 0
                     reached[i] = (regions[at].parts[-1], None, address, size)
@@ -479,7 +481,7 @@ def _prune_dict(
     for key, entry in list(objects.items()):
         reached: list[Piece] = []
         # (an entry that holds none of the arena's memory counts nothing)
-        if key != _SOURCE_KEY and _arena_only(entry, lo, hi, ours, {*dicts}, reached) and reached:
+        if key != _SOURCE_KEY and _arena_only(entry, lo, hi, ours, dicts, reached) and reached:
             undo.append((objects, key, reached))  # (first: an interrupt then loses nothing)
             taken = objects.pop(key, None)
             if taken is not entry and taken is not None:
@@ -569,9 +571,24 @@ def _from_other_arenas(objects: Any, store: object, met: dict[int, int]) -> int:
 
 
 def _containers_in(container: Any) -> list[Any]:
-    """The dicts and tuples a dict (its values) or a tuple holds (exact types: no caller code)."""
-    items = dict.values(container) if type(container) is dict else container
-    return [item for item in items if type(item) is dict or type(item) is tuple]
+    """What a container holds that can refer to a dict: dicts, tuples, ctypes objects.
+
+    A dict's values, a tuple's items; a ctypes object's ``_objects`` dict (the
+    one it holds: ctypes puts ``(array._objects, array)`` in the keep-alives
+    of a pointer field set from an array). Exact types only: no caller code.
+    """
+    if type(container) is dict:
+        items = list(dict.values(container))
+    elif type(container) is tuple:
+        items = list(container)
+    else:  # (a ctypes object)
+        objects = _OBJECTS(container)
+        return [objects] if type(objects) is dict else []
+    return [
+        item
+        for item in items
+        if type(item) is dict or type(item) is tuple or isinstance(item, _CData)
+    ]
 
 
 def _shared_dicts(ours: dict[int, tuple[Part, Any]], lenient: bool) -> set[int]:
@@ -717,17 +734,27 @@ class OwnCallback:
         self.func(*self.args, weak)
 
 
-def _may_run_code(cdata: Any) -> bool:
-    """Whether ``cdata``'s death could run code: a ``__del__``, a weak reference's callback."""
-    if any(["__del__" in _CLASS_DICT(klass) for klass in _MRO(type(cdata))]):
-        return True
-    if not getweakrefcount(cdata):
+def _may_run_code(obj: Any) -> bool:
+    """Whether ``obj``'s death could run code: a ``__del__``, a weak reference's callback.
+
+    For a ctypes object, anything it refers to besides its type, its base and
+    its ``_objects`` (an instance dict that is not empty, slots) counts too:
+    it could die with it.
+    """
+    if type(obj) is not memoryview:
+        if any(["__del__" in _CLASS_DICT(klass) for klass in _MRO(type(obj))]):
+            return True
+        known = (type(obj), _B_BASE(obj), _OBJECTS(obj))
+        for other in get_referents(obj):
+            if not any([other is k for k in known]) and not (type(other) is dict and not other):
+                return True
+    if not getweakrefcount(obj):
         return False
     return any(
         [
             type(weak) is not _weak_ref
             or (_CALLBACK(weak) is not None and type(_CALLBACK(weak)) is not OwnCallback)
-            for weak in getweakrefs(cdata)
+            for weak in getweakrefs(obj)
         ]
     )
 
@@ -746,22 +773,25 @@ def _arena_only(
     lo: int,
     hi: int,
     ours: dict[int, tuple[Part, Any]],
-    seen: set[int],
+    dicts: set[int],
     reached: list[Piece],
 ) -> bool:
     """True if a keep-alive entry holds nothing but the arena's memory in ``[lo, hi)``.
 
     ``ours``: the arena's roots and arrays by id (memoryviews of them, and
-    ctypes objects based on them, are its own). ``reached``: gets a
+    ctypes objects based on them, are its own). ``dicts``: the ids of their
+    ``_objects`` dicts (judged on their own, not walked). ``reached``: gets a
     :data:`Piece` for each piece of the arena's memory the entry holds. Runs
-    no code of a caller's (exact types only; ctypes' own getters), and walks
-    with a list, not by recursion: a chain of any depth.
+    no code of a caller's (exact types only; ctypes' own getters), walks with
+    a list, not by recursion (a chain of any depth), and is False as soon as
+    something the entry holds could run code as it dies.
     """
     store = _owner_of(ours)
+    seen: set[int] = set()
     todo = [entry]
     while todo:
         item = todo.pop()
-        if item is None or id(item) in seen:
+        if item is None or id(item) in seen or id(item) in dicts:
             continue
         seen.add(id(item))
         kind = type(item)
@@ -774,11 +804,25 @@ def _arena_only(
             # arena's root: what it keeps alive is memory that every value of
             # that arena keeps anyway. (This arena's memory that is not its own
             # now, held or left by a rewind, is not.)
-            where = ours.get(id(item.obj))
+            if _may_run_code(item):
+                return False
+            whole: Any = item.obj
+            where = ours.get(id(whole))
+            owner = _root_owner(whole)
             if where is not None:
-                whole: Any = item.obj
                 reached.append((*where, ctypes.addressof(whole), None))
-            elif _root_owner(item.obj) in (None, store):
+            elif owner is not None:
+                if owner is store:
+                    return False
+            elif isinstance(whole, _CData):  # (a value of the arena, or one made over it)
+                value: Any = whole
+                start = ctypes.addressof(value)
+                size = ctypes.sizeof(value)
+                where = _based_on(whole, ours)
+                if where is None or _may_run_code(whole) or not lo <= start <= start + size <= hi:
+                    return False
+                reached.append((*where, start, size))
+            else:
                 return False
         elif isinstance(item, _CData):
             cdata: Any = item
@@ -788,19 +832,12 @@ def _arena_only(
             size = ctypes.sizeof(cdata)
             if not lo <= start <= start + size <= hi:
                 return False
-            # Based on one of the current parts' objects: by ``_b_base_``, or made
-            # by ``from_buffer`` over one. Memory the arena holds (freed, still
-            # viewed) lies in the same range, but is not its own any more.
-            top = _top(cdata)
-            where = ours.get(id(top))
+            where = _based_on(cdata, ours)
             if where is None:
-                source = _source_of(top)
-                where = None if source is None else ours.get(id(source.obj))
-                if where is None:
-                    return False
+                return False
             reached.append((*where, start, size))
-            # (what it keeps besides: the source of a ``from_buffer`` is what was
-            # just found, not another piece)
+            # (what it keeps besides: the source of a ``from_buffer`` is walked
+            # by _based_on, not another piece)
             objects = _OBJECTS(cdata)
             if type(objects) is dict:
                 todo.extend([value for key, value in objects.items() if key != _SOURCE_KEY])
@@ -809,6 +846,29 @@ def _arena_only(
         else:
             return False
     return True
+
+
+def _based_on(cdata: Any, ours: dict[int, tuple[Part, Any]]) -> Any:
+    """(part, key) of the arena's object ``cdata``'s memory comes from; None if none.
+
+    Follows ``_b_base_`` to the object that owns the memory, and from an
+    object made by ``from_buffer`` to its source (a root, an array, or a value
+    of the arena made by ``from_buffer`` in turn). Memory the arena holds
+    (freed, still viewed) lies in the same range, but is not its own now.
+    """
+    met: set[int] = set()
+    while True:
+        top = _top(cdata)
+        where = ours.get(id(top))
+        if where is not None:
+            return where
+        source = _source_of(top)
+        if source is None or _may_run_code(source) or not isinstance(source.obj, _CData):
+            return None
+        if id(source.obj) in met:
+            return None  # (a loop of sources: not the arena's)
+        met.add(id(source.obj))
+        cdata = source.obj
 
 
 def _root_owner(obj: Any) -> object:

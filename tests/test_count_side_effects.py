@@ -396,3 +396,81 @@ def test_an_entry_a_memory_error_kept_out_is_back_before_the_next_count(
     assert not arena._ledger.out and first.next.contents.v == 2
     del first
     arena.reset()
+
+
+# -- what could die in a count, and what is the arena's own ------------------------
+
+
+class IntLink(ctypes.Structure):
+    _fields_ = [("p", ctypes.POINTER(ctypes.c_int64)), ("v", ctypes.c_int64)]
+
+
+class IntLinkHolder(ctypes.Structure):
+    _fields_ = [("s", IntLink)]
+
+
+def test_a_memoryview_whose_death_runs_a_callback_is_never_taken_out() -> None:
+    """The callback would copy a value out in the middle of the count."""
+    import weakref
+
+    arena = linalloc.BumpArena(4096)
+    target = ctypes.c_int64.from_buffer(arena.alloc_uninit_slice(linalloc.Layout(8, 8)))
+    target.value = 1234
+    kept: list[Any] = []
+    out = IntLinkHolder()
+
+    def copy_out(weak: Any) -> None:
+        out.s = kept.pop()  # (by value; the value itself dies)
+
+    watch = weakref.ref(target._objects, copy_out)  # (the memoryview from_buffer keeps)
+    value = arena.alloc(IntLink)
+    value.p = ctypes.pointer(target)
+    del target
+    kept.append(value)
+    del value
+    gc.collect()
+    with pytest.raises(BufferError):
+        arena.reset()
+    assert watch() is not None  # (nothing was taken out: the callback never ran)
+    kept.clear()
+    del watch
+    arena.reset()
+
+
+class PtrPtr(ctypes.Structure):
+    pass
+
+
+PtrPtr._fields_ = [
+    ("next", ctypes.POINTER(PtrPtr)),
+    ("pp", ctypes.POINTER(ctypes.POINTER(PtrPtr))),
+    ("v", ctypes.c_int64),
+]
+
+
+def test_a_pointer_to_an_array_of_pointers_into_the_arena_is_its_own_link() -> None:
+    """The C ``T **`` pattern, all in one arena."""
+    arena = linalloc.BumpArena(4096)
+    first, second = arena.alloc(PtrPtr), arena.alloc(PtrPtr)
+    pointers = arena.alloc_array(ctypes.POINTER(PtrPtr), 1)
+    pointers[0] = ctypes.pointer(second)
+    first.pp = pointers
+    del pointers, second
+    gc.collect()
+    with pytest.raises(BufferError, match="^cannot reset: 1 view "):
+        arena.reset()
+    assert first.pp[0].contents.v == 0
+    del first
+    arena.reset()
+
+
+@pytest.mark.parametrize("kind", ["typed", "bump"])
+def test_a_link_to_an_object_made_over_a_value_is_its_own_link(kind: str) -> None:
+    arena = linalloc.TypedArena(Node, 16) if kind == "typed" else linalloc.BumpArena(4096)
+    make = arena.alloc if kind == "typed" else (lambda: arena.alloc(Node))
+    first, second = make(), make()
+    first.next = ctypes.pointer(Node.from_buffer(second))
+    del first, second
+    gc.collect()
+    arena.reset()
+    arena.close()
