@@ -156,3 +156,19 @@ def traced(tracer: Any, call: Callable[[], object]) -> object:
         return call()
     finally:
         sys.settrace(None)
+
+
+#: For tests that read ``/proc/self/maps`` (Linux only).
+needs_maps = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="reads /proc/self/maps"
+)
+
+
+def mapped(where: int) -> bool:
+    """Whether the address ``where`` lies in a mapping of this process (``/proc/self/maps``)."""
+    with open("/proc/self/maps", encoding="ascii") as maps:
+        for line in maps:
+            low, high = (int(part, 16) for part in line.split()[0].split("-"))
+            if low <= where < high:
+                return True
+    return False

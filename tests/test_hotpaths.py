@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from conftest import mapped, needs_maps
 
 from linalloc import (
     BumpArena,
@@ -253,16 +254,7 @@ def test_thread_started_after_the_owner_ended_is_refused() -> None:
 # -- nothing refers back to the arena ---------------------------------------------------
 
 
-def _mapped(where: int) -> bool:
-    with open("/proc/self/maps", encoding="ascii") as maps:
-        for line in maps:
-            low, high = (int(part, 16) for part in line.split()[0].split("-"))
-            if low <= where < high:
-                return True
-    return False
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+@needs_maps
 @pytest.mark.parametrize(
     "make",
     [
@@ -281,9 +273,9 @@ def test_del_releases_the_memory_without_the_collector(make: Callable[[], Any]) 
         arena.alloc_raw((1.0, 2.0, 3)) if isinstance(arena, TypedArenaLazy) else arena.alloc(Point)
         where = address(value)
         del value
-        assert _mapped(where)
+        assert mapped(where)
         del arena  # no cycle holds it: freed now, and so is the reservation
-        assert not _mapped(where)
+        assert not mapped(where)
     finally:
         gc.enable()
 

@@ -17,23 +17,9 @@ import sys
 from typing import Any, Callable
 
 import pytest
-from conftest import run_python
+from conftest import mapped, needs_maps, run_python
 
 from linalloc import TypedArena, TypedArenaLazy, address
-
-needs_maps = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="reads /proc/self/maps"
-)
-
-
-def _mapped(where: int) -> bool:
-    with open("/proc/self/maps", encoding="ascii") as maps:
-        for line in maps:
-            low, high = (int(part, 16) for part in line.split()[0].split("-"))
-            if low <= where < high:
-                return True
-    return False
-
 
 # -- copies and pickles of simple values ------------------------------------------------
 
@@ -150,13 +136,13 @@ def test_close_of_a_lazy_arena_with_a_drop_callback_unmaps_it_at_once() -> None:
     arena = TypedArenaLazy(ctypes.c_int64, 1 << 20, drop=lambda v: dropped.append(v.value))
     where = address(arena.alloc(1))
     arena.alloc(2)
-    assert _mapped(where)
+    assert mapped(where)
     arena.close()
     assert dropped == [2, 1]
-    assert not _mapped(where)
+    assert not mapped(where)
     del arena
     gc.collect()
-    assert not _mapped(where)
+    assert not mapped(where)
 
 
 @needs_maps
@@ -167,11 +153,11 @@ def test_a_value_kept_by_the_callback_at_close_keeps_the_memory_mapped() -> None
     arena.alloc(6)
     arena.close()
     assert len(kept) == 2 and [address(v) for v in kept] == [where + 8, where]
-    assert _mapped(where)  # checked without touching it: a mutant could have unmapped it
+    assert mapped(where)  # checked without touching it: a mutant could have unmapped it
     assert [v.value for v in kept] == [6, 5]
     kept.clear()
     gc.collect()
-    assert not _mapped(where)
+    assert not mapped(where)
 
 
 # -- nothing runs while the interpreter shuts down --------------------------------------

@@ -13,27 +13,13 @@ import errno
 import gc
 import os
 import re
-import sys
 from typing import Any
 
 import pytest
+from conftest import mapped, needs_maps
 
 import linalloc
 from linalloc import BumpArena, BumpArenaLazy, Layout, TypedArena, TypedArenaLazy, address
-
-needs_maps = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="reads /proc/self/maps"
-)
-
-
-def _mapped(where: int) -> bool:
-    with open("/proc/self/maps", encoding="ascii") as maps:
-        for line in maps:
-            low, high = (int(part, 16) for part in line.split()[0].split("-"))
-            if low <= where < high:
-                return True
-    return False
-
 
 # -- the array types of the views --------------------------------------------------------
 
@@ -331,11 +317,11 @@ def test_a_collected_cycle_releases_the_reservation_once_after_the_drops(
     assert [addr for addr in recording_vm.reserved] == [where]
     size = recording_vm.reserved[where]
     del owner
-    assert _mapped(where)  # only the collector can free the cycle
+    assert mapped(where)  # only the collector can free the cycle
     gc.collect()
     assert seen == list(range(count, 0, -1))  # every value dropped, reading its memory
     assert recording_vm.releases == [(where, size)]
-    assert not _mapped(where)
+    assert not mapped(where)
 
 
 @needs_maps
@@ -348,9 +334,9 @@ def test_close_keeps_memory_a_kept_value_views_and_releases_it_once_after(
     size = recording_vm.reserved[where]
     arena.close()
     assert recording_vm.releases == []  # the kept value still views the memory
-    assert _mapped(where)
+    assert mapped(where)
     assert kept[0].value == 5
     kept.clear()
     gc.collect()
     assert recording_vm.releases == [(where, size)]
-    assert not _mapped(where)
+    assert not mapped(where)
