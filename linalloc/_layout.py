@@ -37,6 +37,8 @@ class _Probe(ctypes.Structure):
 _CFIELD: Any = type(_Probe.__dict__["field"])
 _SIMPLE_META: Any = type(ctypes.c_int)
 _ARRAY_META: Any = type(ctypes.c_int * 1)
+#: A class's own dict, read without running a metaclass's code.
+_CLASS_DICT: Any = type.__dict__["__dict__"].__get__
 _CHAR1 = ctypes.c_char * 1
 _VALUE: Any = vars(ctypes._SimpleCData)["value"]
 _ARRAY_LEN: Any = ctypes.Array.__len__
@@ -265,10 +267,6 @@ def _walk(ctype: type[Any]) -> tuple[bool, bool, bool]:
         if now[:2] != state[:2] or now[2] is not state[2] or now[3] is not state[3]:
             raise TypeError(f"{ctype.__name__}: {part.__name__} changed while it was checked")
     return py_object, pointer, final
-
-
-#: A class's own dict, read without running a metaclass's code.
-_CLASS_DICT: Any = type.__dict__["__dict__"].__get__
 
 
 def _state(part: type[Any]) -> tuple[Any, ...]:

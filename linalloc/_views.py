@@ -106,6 +106,7 @@ from itertools import repeat
 from sys import getrefcount
 
 from ._address import _CData
+from ._layout import _ARRAY_META, _CLASS_DICT
 from ._store import root_over
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
@@ -713,7 +714,6 @@ def reusable(part: Part) -> bool:
 _B_BASE: Any = _CData.__dict__["_b_base_"].__get__
 _OBJECTS: Any = _CData.__dict__["_objects"].__get__
 _MRO: Any = type.__dict__["__mro__"].__get__
-_CLASS_DICT: Any = type.__dict__["__dict__"].__get__
 _CALLBACK: Any = _weak_ref.__dict__["__callback__"].__get__
 
 
@@ -883,7 +883,6 @@ def _root_owner(obj: Any) -> object:
     return own.get("_linalloc_owner") if type(own) is dict else None
 
 
-_ARRAY_META: Any = type(ctypes.c_char * 1)
 _GET_ATTRIBUTE = object.__getattribute__
 
 
