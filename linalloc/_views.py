@@ -818,7 +818,8 @@ def _arena_only(
                 value: Any = whole
                 start = ctypes.addressof(value)
                 size = ctypes.sizeof(value)
-                where = _based_on(whole, ours)
+                where = _based_on(whole, ours, todo)
+                todo.append(_OBJECTS(whole))  # (what the value itself keeps)
                 if where is None or _may_run_code(whole) or not lo <= start <= start + size <= hi:
                     return False
                 reached.append((*where, start, size))
@@ -832,7 +833,7 @@ def _arena_only(
             size = ctypes.sizeof(cdata)
             if not lo <= start <= start + size <= hi:
                 return False
-            where = _based_on(cdata, ours)
+            where = _based_on(cdata, ours, todo)
             if where is None:
                 return False
             reached.append((*where, start, size))
@@ -848,20 +849,25 @@ def _arena_only(
     return True
 
 
-def _based_on(cdata: Any, ours: dict[int, tuple[Part, Any]]) -> Any:
+def _based_on(cdata: Any, ours: dict[int, tuple[Part, Any]], kept: list[Any]) -> Any:
     """(part, key) of the arena's object ``cdata``'s memory comes from; None if none.
 
     Follows ``_b_base_`` to the object that owns the memory, and from an
     object made by ``from_buffer`` to its source (a root, an array, or a value
     of the arena made by ``from_buffer`` in turn). Memory the arena holds
     (freed, still viewed) lies in the same range, but is not its own now.
+    What the objects on the way keep besides their source goes to ``kept``,
+    for the caller to judge: it lives as long as they do.
     """
     met: set[int] = set()
+    first = cdata  # (the caller walks what this one keeps)
     while True:
         top = _top(cdata)
         where = ours.get(id(top))
         if where is not None:
             return where
+        if top is not first:
+            kept.append(_OBJECTS(top))  # (its source in there is judged again: harmless)
         source = _source_of(top)
         if source is None or _may_run_code(source) or not isinstance(source.obj, _CData):
             return None

@@ -519,3 +519,39 @@ def test_a_link_to_a_value_whose_death_could_run_code_counts_until_cleared() -> 
     gc.collect()
     assert fired == [1]
     arena.reset()
+
+
+class Chained(ctypes.Structure):
+    pass
+
+
+Chained._fields_ = [
+    ("q", ctypes.POINTER(Chained)),
+    ("r", ctypes.POINTER(ctypes.c_char * 24)),
+    ("s", ctypes.POINTER(ctypes.c_int64)),
+    ("v", ctypes.c_int64),
+]
+
+
+@pytest.mark.parametrize("last", ["array", "simple"])
+def test_what_an_object_in_a_chain_of_sources_keeps_counts(last: str) -> None:
+    """A link to an object made over an object made over a value: the middle one's links count."""
+    arena = linalloc.TypedArena(Chained, 16)
+    first = arena.alloc()
+    cp = arena.checkpoint()
+    later = arena.alloc(v=42)
+    middle = Chained.from_buffer(first)
+    middle.q = ctypes.pointer(later)  # (``middle`` keeps ``later``: memory after cp)
+    if last == "array":
+        end = (ctypes.c_char * 24).from_buffer(middle)
+        first.r = ctypes.pointer(end)
+    else:
+        end = ctypes.c_int64.from_buffer(middle, 24)
+        first.s = ctypes.pointer(end)
+    del middle, end, later
+    gc.collect()
+    with pytest.raises(BufferError, match="after the checkpoint"):
+        arena.rewind(cp)
+    assert first.q.contents.v == 42
+    del first
+    arena.reset()
