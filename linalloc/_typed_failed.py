@@ -13,7 +13,7 @@ from _weakref import ref
 
 from ._typed_state import T, TypedState
 from ._values import init_error
-from ._views import _LISTED_ONE, _refcounts
+from ._views import freed_prefix
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
@@ -93,16 +93,13 @@ class FailedAllocation(TypedState[T]):
         may hold the value: the traceback of a Python ``__init__`` that
         raised (its frame holds ``self``; the library cannot drop a frame of
         the caller's exception), or whatever the constructor gave ``self``
-        to. Read off its reference count (as the view accounting reads
-        counts, ``_views``): the slot is given back only if the list's is the
-        only one, and only once the value is freed (a type with ``__del__``
-        could bring it back to life: never given back). Else the slot stays
+        to; or a ``__del__`` brought it back to life. The slot is given back
+        only if the value is freed once the list lets go of it (told by a
+        weak reference: see ``_views.freed_prefix``). Else the slot stays
         used (dead), as the live value's. Call while busy and halted.
         """
         k = (ctypes.addressof(failed[0]) - self._root_address()) // self._size
-        kept = hasattr(type(failed[0]), "__del__")  # (its class may have been changed)
-        kept = kept or _refcounts(failed)[0] != _LISTED_ONE
-        failed.clear()  # (freed here unless something else holds it)
+        kept = freed_prefix(failed) == 0  # (freed here unless something else holds it)
         self._give_back(k, kept)
 
     def _give_back(self, k: int, kept: bool = False) -> None:

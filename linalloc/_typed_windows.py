@@ -22,6 +22,7 @@ from itertools import repeat
 from ._arena import _closed_error
 from ._slots import NOTHING, Window
 from ._typed_state import _EMPTY_POP, _SLOTS, T, TypedState
+from ._views import freed_prefix
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
@@ -63,15 +64,23 @@ class SlotWindows(TypedState[T]):
         cursor.dirty = max(cursor.dirty, cursor.count())
         self._wn = _MIN_WINDOW  # (a restart, a checkpoint or a rewind: start small again)
         self._take = _EMPTY_POP  # first: the old window's values die with the old window
-        old = cursor.win.source
-        cursor.win = Window(k, NOTHING)
+        win = cursor.win
+        old = win.source
+        batch = type(old) is list and len(old) > 0
+        # Values made ahead (a list) keep their slots until known to be freed
+        # (over: safe); a value that outlives the list (found with
+        # ``gc.get_objects()``, or kept by a ``__del__`` its type got since)
+        # keeps its slot and those below it. (No drop callback: never dropped.)
+        cursor.win = Window(max(k, win.end) if batch else k, NOTHING)
         # Empty the old window: an ``alloc()`` that read ``_take`` before this
         # restart (re-entered between its two lines by a trace function or a
         # signal handler) then finds nothing and takes the slow path, instead
         # of handing out a slot the new window hands out again.
-        if type(old) is list:
-            old.clear()
-        elif old is not NOTHING:
+        if batch:
+            top = win.end - freed_prefix(old)  # (newest first: the highest slot first)
+            cursor.dirty = max(cursor.dirty, top)
+            cursor.win = Window(max(k, top), NOTHING)
+        elif type(old) is not list and old is not NOTHING:
             deque(old, 0)  # (the range iterator the value map shares)
 
     def _set_window(self, k: int, end: int) -> None:

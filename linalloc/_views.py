@@ -81,9 +81,11 @@ own links left out          keep-alive entries that hold only the arena's own
                             last byte (freed no later than it). Nothing a
                             count takes out can run code as it dies (no
                             ``__del__``, no caller's weak-reference
-                            callback), and a count reads only through
-                            ctypes' and ``type``'s own getters: no caller
-                            code runs in the middle of one
+                            callback, nor in what its memory comes from),
+                            the library's own callbacks wait for the count
+                            to end (they write into the dicts), and a count
+                            reads only through ctypes' and ``type``'s own
+                            getters: no caller code runs in the middle of one
 ==========================  ===================================================
 
 The reference counts are read while the collector may run: an unreachable
@@ -99,6 +101,7 @@ import ctypes
 import gc
 from _bisect import bisect_right
 from _operator import getitem
+from _thread import _local
 from _weakref import getweakrefcount, getweakrefs
 from _weakref import ref as _weak_ref
 from gc import get_referents
@@ -263,12 +266,18 @@ class Ledger:
             gc.disable()
             count = sum([held.views() for held in self.held])
             if count > 0:
+                token = None
                 try:
+                    token = _count_begins()
                     self.put_back()
                     self._held_links()
                     count = sum([held.views() for held in self.held])
                 finally:
-                    self.put_back()
+                    try:
+                        self.put_back()
+                    finally:
+                        del token  # (the count ends)
+                        _run_waiting()
             if count <= 0:
                 self.held = ()
             return count
@@ -288,7 +297,7 @@ class Ledger:
         if not parts:
             return
         ours = _ours(parts)
-        shared = _shared_dicts(ours, True)
+        shared = _shared_dicts(ours)
         dicts = _dict_ids(ours)
         lo = min([ctypes.addressof(part.root) for part in parts])
         hi = max([ctypes.addressof(part.root) + len(part.root) for part in parts])
@@ -398,13 +407,19 @@ class Ledger:
         dict that keeps what it points to. The collector is off meanwhile.
         """
         collecting = gc.isenabled()
+        token = None
         try:
             gc.disable()
             try:
+                token = _count_begins()
                 self._own_links(lo, hi, since, address_of)
                 return self.live(since, ahead)
             finally:
-                self.put_back()
+                try:
+                    self.put_back()
+                finally:
+                    del token  # (the count ends)
+                    _run_waiting()
         finally:
             if collecting:
                 gc.enable()
@@ -414,7 +429,7 @@ class Ledger:
         regions = self.regions
         now = _ours([part for region in regions for part in region.parts])
         ours = {**now, **_ours([held.part for held in self.held])}
-        shared = _shared_dicts(ours, True)
+        shared = _shared_dicts(ours)
         dicts = _dict_ids(ours)
         ends = [address_of(region.start) for region in regions[1:]]
         self.put_back()
@@ -550,49 +565,40 @@ def _owner_of(ours: dict[int, tuple[Part, Any]]) -> object:
     return None
 
 
-def _other_arena_dict(container: Any, store: object) -> bool:
-    """Whether ``container`` is the ``_objects`` dict of an array of another arena."""
-    if type(container) is not dict:
-        return False
-    source = container.get(_SOURCE_KEY)
-    owner = _root_owner(source.obj) if type(source) is memoryview else None
-    return owner is not None and owner is not store
-
-
-def _from_other_arenas(objects: Any, store: object, met: dict[int, int]) -> int:
-    """References to ``objects`` from other arenas' arrays' dicts not ``met`` yet.
-
-    (``gc.get_referrers``: only for a dict whose references are not all explained.)
-    """
-    count = 0
-    for referrer in gc.get_referrers(objects):
-        if id(referrer) not in met and _other_arena_dict(referrer, store):
-            count += sum([item is objects for item in referrer.values()])
-    return count
-
-
 def _containers_in(container: Any) -> list[Any]:
     """What a container holds that can refer to a dict: dicts, tuples, ctypes objects.
 
     A dict's values, a tuple's items; a ctypes object's ``_objects`` dict (the
     one it holds: ctypes puts ``(array._objects, array)`` in the keep-alives
-    of a pointer field set from an array). Exact types only: no caller code.
+    of a pointer field set from an array). The library's own weak references
+    in a slot array's keep-alives (``_typed_bulk``): their callback, and its
+    arguments (which hold a watched array's ``_objects``). Exact types only:
+    no caller code.
     """
-    if type(container) is dict:
+    kind = type(container)
+    if kind is dict:
         items = list(dict.values(container))
-    elif type(container) is tuple:
+    elif kind is tuple:
         items = list(container)
+    elif kind is _weak_ref:
+        return [_CALLBACK(container)]
+    elif kind is OwnCallback:
+        return [container.args]
     else:  # (a ctypes object)
         objects = _OBJECTS(container)
         return [objects] if type(objects) is dict else []
     return [
         item
         for item in items
-        if type(item) is dict or type(item) is tuple or isinstance(item, _CData)
+        if type(item) is dict
+        or type(item) is tuple
+        or isinstance(item, _CData)
+        or type(item) is _weak_ref
+        and type(_CALLBACK(item)) is OwnCallback
     ]
 
 
-def _shared_dicts(ours: dict[int, tuple[Part, Any]], lenient: bool) -> set[int]:
+def _shared_dicts(ours: dict[int, tuple[Part, Any]]) -> set[int]:
     """The ids of the ``_objects`` dicts of the arena's arrays that something else reaches.
 
     ctypes puts an array's whole ``_objects`` dict into the keep-alives of a
@@ -605,11 +611,9 @@ def _shared_dicts(ours: dict[int, tuple[Part, Any]], lenient: bool) -> set[int]:
     the reference counts; over-counting a dict as shared is the safe side
     (its entries stay, and count as views).
 
-    ``lenient``: references from the dicts of other arenas' arrays (a struct
-    copied by value into another arena's value) do not make a dict shared,
-    so that arenas that copy values from each other can still be reset (as
-    before; a gap left: the pointers such a copy holds into this arena are
-    not kept).
+    A struct copied by value into another arena's value is no exception: the
+    other arena's memory holds the copy's pointers into this one, which must
+    stay kept while the copy lives.
     """
     objs: list[Any] = []  # every container met, once
     index: dict[int, int] = {}
@@ -644,15 +648,6 @@ def _shared_dicts(ours: dict[int, tuple[Part, Any]], lenient: bool) -> set[int]:
         for k in range(len(objs))
     ]
     external = [extra > 0 for extra in excess]
-    if lenient and any(external):
-        store = _owner_of(ours)
-        for k in range(len(objs)):
-            if not external[k]:
-                continue
-            if k < mine:
-                external[k] = excess[k] > _from_other_arenas(objs[k], store, index)
-            else:
-                external[k] = not _other_arena_dict(objs[k], store)
     del objs
     # What an external container refers to is reached from outside too.
     stack = [k for k in range(len(external)) if external[k]]
@@ -721,7 +716,9 @@ class OwnCallback:
     """A weak-reference callback of the library's own (``func(*args, weak)``).
 
     The only callback that does not make an object's death run a caller's
-    code (see :func:`_may_run_code`).
+    code (see :func:`_may_run_code`). It may write into ``_objects`` dicts
+    (``_typed_bulk``): while a count has entries taken out of them, it waits
+    (see :class:`_Counts`) and runs once the count put them back.
     """
 
     __slots__ = ("func", "args")
@@ -731,7 +728,103 @@ class OwnCallback:
         self.args = args
 
     def __call__(self, weak: Any) -> None:
-        self.func(*self.args, weak)
+        counts = _COUNTS
+        if counts.under_way:
+            counts.waiting.append((self, weak))
+        else:
+            self.func(*self.args, weak)
+
+
+class _Count:
+    """Marks a count under way while it lives: only the count's frame holds it.
+
+    (So a count that an interrupt stopped ends when its frame goes, even if
+    no line of its ``finally`` ran.)
+    """
+
+    __slots__ = ("__weakref__",)
+
+
+class _Counts(_local):
+    """Per thread: weak references to the marks of the counts under way (a count
+    may re-enter another: a signal handler's), and the callbacks waiting for the
+    last to end. (Another thread's callbacks write into its own arenas' dicts.)
+    """
+
+    def __init__(self) -> None:
+        self.under_way: set[Any] = set()
+        self.waiting: list[tuple[OwnCallback, Any]] = []
+
+
+_COUNTS = _Counts()
+
+
+def _count_begins() -> _Count:
+    token = _Count()
+    under_way = _COUNTS.under_way
+    under_way.add(_weak_ref(token, under_way.discard))
+    return token
+
+
+def _run_waiting() -> None:
+    """Run the callbacks that waited for the counts to end (none may be under way).
+
+    A callback leaves the list only once it ran (interrupted, it runs again
+    after the next count: the library's run twice harmlessly); one that
+    raises stays, for the next count to run again.
+    """
+    counts = _COUNTS
+    waiting = counts.waiting
+    while waiting and not counts.under_way:
+        callback, weak = waiting[0]
+        callback.func(*callback.args, weak)
+        del callback, weak
+        del waiting[0]
+
+
+_WEAKREF_OFFSET: Any = type.__dict__["__weakrefoffset__"].__get__
+
+
+def has_finalizer(klass: Any) -> bool:
+    """Whether instances of ``klass`` run a ``__del__`` as they die.
+
+    Read off the class dicts along the MRO: ``hasattr`` asks the metaclass,
+    whose ``__getattribute__`` may hide one.
+    """
+    return any(["__del__" in _CLASS_DICT(base) for base in _MRO(klass)])
+
+
+def watchable(klass: Any) -> bool:
+    """Whether instances of ``klass`` take weak references (a ``__slots__`` can remove them)."""
+    return bool(_WEAKREF_OFFSET(klass))
+
+
+def freed_prefix(values: list[Any]) -> int:
+    """Empty ``values``, the arena's only hold on them; how many of the first are freed.
+
+    Counts up to the first value that outlived the list: something else held
+    it (``gc.get_objects()`` finds any object) or a finalizer kept it (a
+    class can get a ``__del__`` at any time). Told by weak references; a
+    value whose type takes none (see :func:`watchable`) counts as outliving
+    the list unless the list held its only reference and its class has no
+    ``__del__``, read just before the list is emptied.
+    """
+    try:
+        watch = list(map(_weak_ref, values))
+    except TypeError:  # (a type without weak references)
+        counts = _refcounts(values)
+        freed = 0
+        while freed < len(values):
+            if counts[freed] != _LISTED_ONE or has_finalizer(type(values[freed])):
+                break
+            freed += 1
+        values.clear()
+        return freed
+    values.clear()
+    for freed, weak in enumerate(watch):
+        if weak() is not None:
+            return freed
+    return len(watch)
 
 
 def _may_run_code(obj: Any) -> bool:
@@ -742,7 +835,7 @@ def _may_run_code(obj: Any) -> bool:
     it could die with it.
     """
     if type(obj) is not memoryview:
-        if any(["__del__" in _CLASS_DICT(klass) for klass in _MRO(type(obj))]):
+        if has_finalizer(type(obj)):
             return True
         known = (type(obj), _B_BASE(obj), _OBJECTS(obj))
         for other in get_referents(obj):
@@ -759,13 +852,19 @@ def _may_run_code(obj: Any) -> bool:
     )
 
 
-def _top(cdata: Any) -> Any:
-    """The ctypes object that owns ``cdata``'s memory (following ``_b_base_``)."""
+def _top(cdata: Any, ours: dict[int, tuple[Part, Any]]) -> Any:
+    """The ctypes object that owns ``cdata``'s memory (following ``_b_base_``).
+
+    None if an object on the way past ``cdata`` that is not the arena's own
+    could run code as it dies (it may die with an entry taken out).
+    """
     while True:
         base = _B_BASE(cdata)
         if base is None:
             return cdata
         cdata = base
+        if id(cdata) not in ours and _may_run_code(cdata):
+            return None
 
 
 def _arena_only(
@@ -860,9 +959,11 @@ def _based_on(cdata: Any, ours: dict[int, tuple[Part, Any]], kept: list[Any]) ->
     for the caller to judge: it lives as long as they do.
     """
     met: set[int] = set()
-    first = cdata  # (the caller walks what this one keeps)
+    first = cdata  # (the caller walks what this one keeps, and judged it)
     while True:
-        top = _top(cdata)
+        top = _top(cdata, ours)
+        if top is None:
+            return None
         where = ours.get(id(top))
         if where is not None:
             return where
@@ -875,6 +976,8 @@ def _based_on(cdata: Any, ours: dict[int, tuple[Part, Any]], kept: list[Any]) ->
             return None  # (a loop of sources: not the arena's)
         met.add(id(source.obj))
         cdata = source.obj
+        if id(cdata) not in ours and _may_run_code(cdata):
+            return None  # (an object on the way dies with the entry: no code may run)
 
 
 def _root_owner(obj: Any) -> object:

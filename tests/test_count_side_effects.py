@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import sys
+import weakref
 from typing import Any
 
 import pytest
@@ -555,3 +556,117 @@ def test_what_an_object_in_a_chain_of_sources_keeps_counts(last: str) -> None:
     assert first.q.contents.v == 42
     del first
     arena.reset()
+
+
+# -- what dies with an entry taken out: every object on its way, and the library's callbacks
+
+
+class WithFinalizer(ctypes.Structure):
+    """A struct over a value whose finalizer copies a kept value out by value."""
+
+    _fields_ = [("inner", Node)]
+    kept: list[Any] = []
+    copies: list[Any] = []
+
+    def __del__(self) -> None:
+        while self.kept:
+            copy = Holder()
+            copy.node = self.kept.pop()  # (shares the slot array's dict)
+            self.copies.append(copy)
+
+
+@pytest.mark.parametrize("how", ["base", "source"])
+def test_an_object_on_the_way_to_a_value_with_a_finalizer_keeps_the_link_counted(
+    how: str,
+) -> None:
+    """The linked object is fine; what its memory comes from (its ``_b_base_``, or the
+    source it was made over) has a finalizer that would run in the middle of a count."""
+    seen: list[Any] = []
+
+    def drop(value: Any) -> None:
+        seen.append(value)
+        if len(seen) == 2:  # (newest first)
+            later, first = seen
+            over = WithFinalizer.from_buffer(later)
+            linked = over.inner if how == "base" else Node.from_buffer(over)
+            first.next = ctypes.pointer(linked)
+            WithFinalizer.kept.append(first)  # kept, for the finalizer to copy
+            seen.clear()
+
+    arena = linalloc.TypedArena(Node, 8, drop=drop)
+    arena.alloc(1)
+    arena.alloc(2)
+    copies, kept = WithFinalizer.copies, WithFinalizer.kept
+    try:
+        arena.reset()  # the memory is held: the kept value points into it
+        assert arena._ledger.held
+        with pytest.raises(BufferError, match="^cannot allocate: 2 views "):
+            arena.alloc(3)
+        assert not copies, "a finalizer ran in the middle of a count"
+        assert [v.v for v in kept] == [1] and kept[0].next.contents.v == 2
+        kept.clear()
+        gc.collect()
+        # The link's objects could run code as they die: it counts as long as it
+        # lives, and in held memory no field is left to clear (a documented over-count).
+        with pytest.raises(BufferError, match="^cannot allocate: 1 view "):
+            arena.alloc(3)
+        assert not copies
+        gone = weakref.ref(arena)
+        del arena
+        gc.collect()
+        assert gone() is None, "held memory kept its arena alive"
+    finally:
+        copies.clear()
+        kept.clear()
+
+
+class Linked2(ctypes.Structure):
+    pass
+
+
+Linked2._fields_ = [
+    ("next", ctypes.POINTER(Linked2)),
+    ("q", ctypes.POINTER(Linked2)),
+    ("v", ctypes.c_int64),
+]
+
+
+def test_an_array_that_dies_in_the_middle_of_a_count_loses_no_link() -> None:
+    """Its keep-alives go to the slot array once the count has put back what it took out."""
+    arena = linalloc.TypedArena(Linked2, 16)
+    first = arena.alloc(v=10)
+    b = arena.alloc(v=20)
+    arr = arena.as_array()  # watched: pointers stored through it are kept for the slots
+    arr[0].next = ctypes.pointer(Linked2.from_buffer(b))  # (its dict, key of slot 0)
+    cp = arena.checkpoint()
+    c = arena.alloc(v=30)
+    first.next = ctypes.pointer(c)  # the slot array's dict, the same key
+    b.q = arr  # the array is kept by the arena's own link only
+    del arr, b, c
+    gc.collect()
+    arena.live_views()  # the count takes out b.q's entry: the array dies meanwhile
+    with pytest.raises(BufferError, match="^cannot rewind to this checkpoint: 1 view "):
+        arena.rewind(cp)  # ``first`` points at c
+    assert first.next.contents.v == 30
+    first.next = ctypes.POINTER(Linked2)()
+    gc.collect()
+    arena.rewind(cp)
+    assert not _views._COUNTS.waiting and not _views._COUNTS.under_way
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["eager", "lazy"])
+@pytest.mark.parametrize("how", ["as_array", "alloc_many"])
+def test_a_link_to_an_array_holding_a_link_of_its_own_does_not_block_reset(
+    lazy: bool, how: str
+) -> None:
+    kind = linalloc.TypedArenaLazy if lazy else linalloc.TypedArena
+    arena = kind(Linked2, 16)
+    a = arena.alloc(v=1)
+    b = arena.alloc(v=2)
+    arr = arena.alloc_many(2) if how == "alloc_many" else arena.as_array()
+    arr[len(arr) - 1].next = ctypes.pointer(b)  # a link of the array's own
+    b.q = arr  # and a link to the array
+    del a, b, arr
+    gc.collect()
+    arena.reset()  # (was refused for ever: the array's callback held its dict)
+    arena.close()

@@ -236,10 +236,14 @@ class SafetyMachine(RuleBasedStateMachine):
         UNUSABLE.append(f"{slot.kind}/{slot.drop}: {what}: {type(exc).__name__}: {exc}")
 
     def linked_both_ways(self, slot: Slot) -> bool:
-        """Whether ``slot``'s arena is on a cycle of pointers between arenas."""
+        """Whether ``slot``'s arena is on a cycle of pointers or copies between arenas.
+
+        (A by-value copy of another arena's value shares that arena's keep-alives:
+        its links into itself stay counted while the copy lives, README.)
+        """
         by_serial = {other.serial: other for other in self.slots}
         seen: set[int] = set()
-        todo = list(slot.links_to)
+        todo = [*slot.links_to, *slot.copied_from]
         while todo:
             serial = todo.pop()
             if serial == slot.serial:
@@ -248,6 +252,7 @@ class SafetyMachine(RuleBasedStateMachine):
                 continue
             seen.add(serial)
             todo.extend(by_serial[serial].links_to)
+            todo.extend(by_serial[serial].copied_from)
         return False
 
     def records(self) -> list[Rec]:

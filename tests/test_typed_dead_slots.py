@@ -269,6 +269,8 @@ def test_a_failed_value_its_finalizer_revives_keeps_its_slot(typed_cls: type) ->
     del other
     revived.clear()
     arena.close()
+
+
 @pytest.mark.parametrize("before", [0, 1, 3])
 def test_dead_slot_is_skipped_when_the_arena_is_collected(typed_cls: type, before: int) -> None:
     arena, dropped, _ = _arena_with_a_dead_slot(typed_cls, before)

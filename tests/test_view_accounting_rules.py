@@ -3,8 +3,8 @@
 The arena leaves its own links (pointers from its values into its memory) out
 of a count, unless the ``_objects`` dict that holds them is shared with
 something outside the arena's keep-alive graph: a struct copied by value
-outside the arena, or an object outside the arena that points into it. A dict
-referred to from another arena's arrays only does not count as shared. These
+outside the arena (into another arena's memory too), or an object outside the
+arena that points into it. These
 tests pin down each of these rules through what a caller sees: a ``reset()``
 refused or accepted, the number of views the refusal reports, memory held
 after a reset, and ``live_views()``.
@@ -265,7 +265,13 @@ def test_a_dict_reached_twice_from_the_arena_only_is_not_shared() -> None:
 # -- values copied between arenas -----------------------------------------------------------
 
 
-def test_a_copy_into_another_arena_does_not_block_a_reset() -> None:
+def _cleared(holder: Any) -> None:
+    """Store a fresh Node in ``holder``: ctypes replaces the copy's keep-alive entry."""
+    holder.node = Node()
+
+
+def test_a_copy_into_another_arena_keeps_its_links_counted() -> None:
+    """The copy's pointer lies in the other arena's memory: a reset would leave it dangling."""
     mine = TypedArena(Node, 8)
     other = TypedArena(Holder, 8)
     mine.alloc(0)
@@ -276,12 +282,30 @@ def test_a_copy_into_another_arena_does_not_block_a_reset() -> None:
     holder.node = a  # by value: the other arena's dict refers to this one's
     del a, b
     gc.collect()
+    _refused(mine, 1)  # the link, kept for the copy
+    assert holder.node.next.contents.value == 2
+    _cleared(holder)
     mine.reset()
-    assert holder.node.value == 1
+    assert mine.alloc(7).value == 7 and holder.node.value == 0
     mine.close()
 
 
-def test_copies_into_two_other_arenas_do_not_block_a_reset() -> None:
+def test_a_copy_into_another_arena_lets_go_once_that_arena_resets() -> None:
+    mine = TypedArena(Node, 8)
+    other = TypedArena(Holder, 8)
+    a, b = mine.alloc(1), mine.alloc(2)
+    a.next = ctypes.pointer(b)
+    other.alloc().node = a
+    del a, b
+    gc.collect()
+    _refused(mine, 1)
+    other.reset()  # (the copy's memory is freed: nothing points into mine any more)
+    gc.collect()
+    mine.reset()
+    assert mine.live_views() == 0
+
+
+def test_copies_into_two_other_arenas_keep_the_links_until_both_let_go() -> None:
     mine = TypedArena(Node, 8)
     a, b = mine.alloc(1), mine.alloc(2)
     a.next = ctypes.pointer(b)
@@ -291,11 +315,17 @@ def test_copies_into_two_other_arenas_do_not_block_a_reset() -> None:
         holder.node = a
     del a, b
     gc.collect()
+    _refused(mine, 1)
+    _cleared(holders[0])
+    gc.collect()
+    _refused(mine, 1)  # (the second copy still points at b)
+    assert holders[1].node.next.contents.value == 2
+    _cleared(holders[1])
+    gc.collect()
     mine.reset()
-    assert [h.node.value for h in holders] == [1, 1]
 
 
-def test_a_copy_outside_any_arena_still_counts_next_to_another_arenas() -> None:
+def test_a_copy_outside_any_arena_counts_next_to_another_arenas() -> None:
     mine = TypedArena(Node, 8)
     other = TypedArena(Holder, 8)
     a, b = mine.alloc(1), mine.alloc(2)
@@ -305,15 +335,18 @@ def test_a_copy_outside_any_arena_still_counts_next_to_another_arenas() -> None:
     spare = other.alloc()
     spare.node.next = ctypes.pointer(Node(5))  # (the other arena's dict has more entries)
     outside = Holder()
-    outside.node = a  # and from outside any arena: shared
+    outside.node = a  # and from outside any arena
     del a, b
     gc.collect()
-    _refused(mine, 1)  # the link, kept for the outside copy
+    _refused(mine, 1)  # the link, kept for both copies
     assert outside.node.next.contents.value == 2
     del outside
     gc.collect()
+    _refused(mine, 1)  # (the copy in the other arena)
+    _cleared(held)
+    gc.collect()
     mine.reset()
-    assert held.node.value == 1 and spare.node.next.contents.value == 5
+    assert spare.node.next.contents.value == 5
 
 
 def _copied_both_ways() -> tuple[Any, Any, Any]:
@@ -331,8 +364,11 @@ def _copied_both_ways() -> tuple[Any, Any, Any]:
     return mine, other, (x, y)
 
 
-def test_arenas_copying_values_both_ways_can_be_reset() -> None:
+def test_arenas_copying_values_both_ways_refuse_until_a_copy_is_cleared() -> None:
     mine, other, values = _copied_both_ways()
+    _refused(mine, 1)  # (the other arena's copy shares mine's whole dict, link and all)
+    _cleared(values[1])
+    gc.collect()
     mine.reset()
     assert values[0].node.value == 0
     del values
@@ -346,10 +382,13 @@ def test_a_copy_outside_counts_when_arenas_copy_both_ways() -> None:
     kept = Holder()
     kept.node = mine.alloc().node  # shares mine's dict from outside any arena
     gc.collect()
-    _refused(mine, 1)  # the link, kept for the outside copy
+    _refused(mine, 1)  # the link, kept for the copies
     del kept
     gc.collect()
-    mine.reset()
+    _refused(mine, 1)  # (the other arena's copy, which the outside one shares)
+    _cleared(values[1])
+    gc.collect()
+    mine.reset()  # (the other arena's dict, shared from outside, no longer holds mine's)
     assert outside.node.value == 0
 
 
