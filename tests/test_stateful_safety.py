@@ -459,11 +459,21 @@ class SafetyMachine(RuleBasedStateMachine):
         another, which stays viewed until the first one's slots are freed. Returns the
         arenas it succeeded on; one still refused at the end is unusable."""
         pending = [slot for slot in self.slots if not slot.broken]
-        done = []
+        done: list[Slot] = []
         errors: dict[int, BaseException] = {}
         progress = True
         while pending and progress:
             progress = False
+            if action == "reset":
+                # Memory an arena held for a drop callback's values is let go at its
+                # next call once nothing views it; until then, the pointers stored in
+                # it still count in the arenas they point into (README).
+                for slot in done:
+                    try:
+                        slot.arena.reset()
+                    except BufferError:
+                        pass  # (a pending arena's value points into that held memory)
+                gc.collect()
             for slot in list(pending):
                 try:
                     getattr(slot.arena, action)()
