@@ -28,7 +28,7 @@ from ._layout import Layout, check_count, ctype_info
 from ._lazy import LazyArenaMixin
 from ._store import array_type as array_type_of
 from ._store import exact_array_type
-from ._views import Part, freed_prefix, has_finalizer, watchable
+from ._views import Part, freed_prefix, has_finalizer
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
@@ -56,14 +56,10 @@ def _can_window(ctype: Any) -> bool:
     if found is None or found[0] is not ctype:
         items: Any = array_type_of(ctype, 1)()[0:1]
         # (not for a type with a finalizer: it would keep a value made ahead
-        # for a window and never handed out; nor for one whose values take
-        # no weak reference: one found would stay unseen, see _halt)
+        # for a window and never handed out, see _halt)
         found = (
             ctype,
-            isinstance(items, list)
-            and type(items[0]) is ctype
-            and watchable(ctype)
-            and not has_finalizer(ctype),
+            isinstance(items, list) and type(items[0]) is ctype and not has_finalizer(ctype),
         )
         if len(_windowed) >= 4096:
             _windowed.clear()
@@ -180,8 +176,9 @@ class BumpArena(ArenaBase):
         if pending is not _HALT and pending:
             # (emptied: an ``alloc()`` that read ``_pop`` before this, and was
             # re-entered before calling it, takes the slow path). A value that
-            # outlives it (found with ``gc.get_objects()``, or kept by a
-            # ``__del__`` its type got since) keeps its slot and those below.
+            # outlives it (found with ``gc.get_objects()``), or any whose death
+            # could run code (a ``__del__`` its type got since), keeps its slot
+            # and those below. (A pointer type's window is zeroed as it opens.)
             given = freed_prefix(pending)  # (newest first: the highest slot first)
             self._used -= given * self._wsize
             self._wn = 0  # the window was too big: start small again

@@ -27,7 +27,7 @@ from ._typed_failed import FailedAllocation
 from ._typed_state import _EMPTY_POP, _SLOTS, T
 from ._typed_windows import _MIN_WINDOW, SlotWindows
 from ._values import convert
-from ._views import Part, has_finalizer, watchable
+from ._views import Part, has_finalizer
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
@@ -97,10 +97,9 @@ class TypedArena(SlotWindows[T], BulkAllocation[T], FailedAllocation[T]):
         self._pointers = ctype_info(ctype)[2]
         # Values are made ahead for a window, a slice at a time, unless a drop
         # callback must see how many were handed out, or the type has a
-        # finalizer (it would keep a value that was never handed out), or its
-        # values take no weak reference (one found would stay unseen: see
+        # finalizer (it would keep a value that was never handed out: see
         # ``_restart``).
-        self._batched = drop is None and watchable(ctype) and not has_finalizer(ctype)
+        self._batched = drop is None and not has_finalizer(ctype)
         # Slicing a c_char/c_wchar array gives bytes/str, not values.
         self._slices = isinstance((slot_type(ctype) * 0)()[0:0], list)
         self._cursor = Cursor(self._usable_slots() if size else 0)

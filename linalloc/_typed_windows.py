@@ -69,16 +69,18 @@ class SlotWindows(TypedState[T]):
         batch = type(old) is list and len(old) > 0
         # Values made ahead (a list) keep their slots until known to be freed
         # (over: safe); a value that outlives the list (found with
-        # ``gc.get_objects()``, or kept by a ``__del__`` its type got since)
-        # keeps its slot and those below it. (No drop callback: never dropped.)
+        # ``gc.get_objects()``), or any whose death could run code (a ``__del__``
+        # its type got since), keeps its slot and those below it. (No drop
+        # callback: never dropped.)
         cursor.win = Window(max(k, win.end) if batch else k, NOTHING)
         # Empty the old window: an ``alloc()`` that read ``_take`` before this
         # restart (re-entered between its two lines by a trace function or a
         # signal handler) then finds nothing and takes the slow path, instead
         # of handing out a slot the new window hands out again.
         if batch:
+            # (a value found may have written its slot before it died: all dirty)
+            cursor.dirty = max(cursor.dirty, win.end)
             top = win.end - freed_prefix(old)  # (newest first: the highest slot first)
-            cursor.dirty = max(cursor.dirty, top)
             cursor.win = Window(max(k, top), NOTHING)
         elif type(old) is not list and old is not NOTHING:
             deque(old, 0)  # (the range iterator the value map shares)

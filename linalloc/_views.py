@@ -100,7 +100,7 @@ from __future__ import annotations
 import ctypes
 import gc
 from _bisect import bisect_right
-from _operator import getitem
+from _operator import contains, getitem
 from _thread import _local
 from _weakref import getweakrefcount, getweakrefs
 from _weakref import ref as _weak_ref
@@ -782,49 +782,45 @@ def _run_waiting() -> None:
         del waiting[0]
 
 
-_WEAKREF_OFFSET: Any = type.__dict__["__weakrefoffset__"].__get__
-
-
 def has_finalizer(klass: Any) -> bool:
     """Whether instances of ``klass`` run a ``__del__`` as they die.
 
     Read off the class dicts along the MRO: ``hasattr`` asks the metaclass,
     whose ``__getattribute__`` may hide one.
     """
-    return any(["__del__" in _CLASS_DICT(base) for base in _MRO(klass)])
-
-
-def watchable(klass: Any) -> bool:
-    """Whether instances of ``klass`` take weak references (a ``__slots__`` can remove them)."""
-    return bool(_WEAKREF_OFFSET(klass))
+    return any(map(contains, map(_CLASS_DICT, _MRO(klass)), repeat("__del__")))
 
 
 def freed_prefix(values: list[Any]) -> int:
     """Empty ``values``, the arena's only hold on them; how many of the first are freed.
 
-    Counts up to the first value that outlived the list: something else held
-    it (``gc.get_objects()`` finds any object) or a finalizer kept it (a
-    class can get a ``__del__`` at any time). Told by weak references; a
-    value whose type takes none (see :func:`watchable`) counts as outliving
-    the list unless the list held its only reference and its class has no
-    ``__del__``, read just before the list is emptied.
+    Counts up to the first value that something else holds (``gc.get_objects()``
+    finds any object). If the death of any of them could run code (a
+    ``__del__``, which a class can get at any time; an attribute set on a
+    value found that way; a weak reference's callback), none counts: that code
+    could bring any of them back to life, unseen (the collector clears a weak
+    reference before it runs the finalizers of a cycle). Otherwise emptying
+    the list runs no code, and each value it held alone is freed. (Read just
+    before the list is emptied: a thread or a signal handler that gives a
+    value a finalizer in between is not seen.)
     """
-    try:
-        watch = list(map(_weak_ref, values))
-    except TypeError:  # (a type without weak references)
-        counts = _refcounts(values)
-        freed = 0
-        while freed < len(values):
-            if counts[freed] != _LISTED_ONE or has_finalizer(type(values[freed])):
-                break
-            freed += 1
-        values.clear()
-        return freed
+    counts = _refcounts(values)
+    quiet = False
+    if values:  # (the values of one window: one type, one array)
+        first = values[0]
+        known = {id(type(first)), id(_B_BASE(first))}
+        quiet = (
+            not has_finalizer(type(first))
+            and not any(map(getweakrefcount, values))
+            # nothing else referred to: no instance dict, no other type, no keep-alives
+            and set(map(id, get_referents(*values))) <= known
+        )
+        del first
+    freed = 0
+    while quiet and freed < len(counts) and counts[freed] == _LISTED_ONE:
+        freed += 1
     values.clear()
-    for freed, weak in enumerate(watch):
-        if weak() is not None:
-            return freed
-    return len(watch)
+    return freed
 
 
 def _may_run_code(obj: Any) -> bool:

@@ -4,9 +4,11 @@ An arena makes the values of a window ahead of time and hands them out one by
 one; a call that closes the window (``checkpoint()``, say) lets go of those not
 handed out and gives their slots back. A value that outlives that (a
 ``__del__`` its class got after the window opened brings it back to life, or
-``gc.get_objects()`` found it) keeps its slot, and the slots below it: nothing
-is handed out over memory a live object reads. A type whose values take no
-weak reference gets no window (one found could not be seen to outlive it).
+``gc.get_objects()`` found it) keeps its slot, and the slots below it; so do
+all of them when the death of any could run code (a finalizer, an attribute
+set on a value found), which could bring any back to life unseen. Nothing is
+handed out over memory a live object reads, and a slot a value found wrote to
+is zeroed before it is handed out again.
 """
 
 from __future__ import annotations
@@ -41,8 +43,8 @@ def _arena_and_maker(kind: str, ctype: Any) -> tuple[Any, Callable[[int], Any]]:
         value.v = v
         return value
 
-    make(1)
-    make(2)  # the second opens a window of two: one made ahead
+    for v in range(4):
+        make(v)  # windows of one, two, then four values: three made ahead
     return arena, make
 
 
@@ -109,20 +111,155 @@ def test_values_freed_with_the_window_give_their_slots_back(kind: str) -> None:
     assert arena.used == used + 2 * ctypes.sizeof(node)
 
 
+def _found_ahead(arena: Any, node: Any, kind: str) -> list[Any]:
+    """The values made ahead for the open window, found with ``gc.get_objects()``,
+    lowest address first (the order in which closing the window lets go of them)."""
+    handed = {id(v) for v in arena} if kind.startswith("Typed") else set()
+    found = [o for o in gc.get_objects() if type(o) is node and id(o) not in handed]
+    return sorted(found, key=ctypes.addressof)
+
+
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_type_whose_values_take_no_weak_reference_gets_no_values_made_ahead(
+def test_a_value_found_and_revived_by_a_cycle_collected_meanwhile_keeps_its_slot(
     kind: str,
 ) -> None:
+    """The collector clears a weak reference before it runs the finalizers of a cycle:
+    a value revived from a cycle would look freed. No slot is given back."""
+    node = _node_type()
+    arena, make = _arena_and_maker(kind, node)
+    found = _found_ahead(arena, node, kind)
+    assert len(found) > 1, "too few values made ahead"
+    victim = found[0]
+    victim.me = victim  # a cycle: only the collector frees it
+    victim.tag = "victim"
+    del found, victim
+    revived: list[Any] = []
+    collected: list[bool] = []
+
+    def finalizer(self: Any) -> None:
+        if self.__dict__.get("tag") == "victim":
+            revived.append(self)
+        elif not collected:
+            collected.append(True)
+            gc.collect()
+
+    node.__del__ = finalizer
+    try:
+        arena.checkpoint()
+        assert revived, "the value did not come back"
+        fresh = [make(100 + i) for i in range(8)]
+        _no_alias(revived, fresh)
+    finally:
+        del node.__del__
+        revived.clear()
+
+
+class Reviver:
+    """Revives the value it hangs from when it is freed with it (in a cycle)."""
+
+    kept: list[Any] = []
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __del__(self) -> None:
+        self.kept.append(self.value)
+
+
+class Collector:
+    def __del__(self) -> None:
+        gc.collect()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_values_found_with_finalizers_of_their_own_keep_their_slots(kind: str) -> None:
+    """The type never gets a ``__del__``: objects hung on the values found run code."""
+    node = _node_type()
+    arena, make = _arena_and_maker(kind, node)
+    found = _found_ahead(arena, node, kind)
+    assert len(found) > 1, "too few values made ahead"
+    victim = found[0]
+    victim.reviver = Reviver(victim)  # a cycle, revived when the collector frees it
+    found[-1].collector = Collector()  # (let go of after the victim)
+    del found, victim
+    try:
+        arena.checkpoint()
+        assert Reviver.kept, "the value did not come back"
+        fresh = [make(100 + i) for i in range(8)]
+        _no_alias(Reviver.kept, fresh)
+    finally:
+        Reviver.kept.clear()
+
+
+@pytest.mark.parametrize("kind", ["TypedArena", "TypedArenaLazy"])
+def test_a_slot_a_value_found_wrote_to_is_zeroed_before_it_is_handed_out(kind: str) -> None:
+    class Target(ctypes.Structure):
+        _fields_ = [("v", ctypes.c_int64)]
+
+    class Holder(ctypes.Structure):
+        _fields_ = [("p", ctypes.POINTER(Target)), ("n", ctypes.c_int64)]
+
+    arena = getattr(linalloc, kind)(Holder, 64)
+    first = arena.alloc()  # the window's other slots: made ahead
+    found = [o for o in gc.get_objects() if type(o) is Holder and o is not first]
+    assert found
+    target = Target(42)
+    for value in found:
+        value.p = ctypes.pointer(target)
+        value.n = 7
+    del found, value, first
+    arena.reset()  # (no view left: accepted)
+    values = [arena.alloc() for _ in range(8)]
+    assert all(not v.p and v.n == 0 for v in values)
+
+
+def test_a_failed_value_revived_from_a_cycle_keeps_its_slot() -> None:
+    """ctypes refuses the arguments; as the failed value dies, its ``__del__`` parks it
+    in a cycle and arms the collector to run at the next allocation: the collector
+    clears a weak reference to it, then the cycle's finalizer revives it."""
+    armed = [True]
+
+    class Phoenix(ctypes.Structure):
+        _fields_ = [("v", ctypes.c_int64)]
+
+        def __del__(self) -> None:
+            if armed and armed.pop():
+                self.reviver = Reviver(self)  # alive again, in a cycle
+                gc.collect(0)
+                gc.collect(0)  # (the cycle moves to an older generation...)
+                gc.set_threshold(1, 1)  # (...collected at the next allocations)
+
+    thresholds = gc.get_threshold()
+    arena = linalloc.TypedArena(Phoenix, 16)
+    first = arena.alloc(1)
+    try:
+        with pytest.raises(TypeError, match="too many initializers"):
+            arena.alloc(1, 2, 3)
+    finally:
+        gc.set_threshold(*thresholds)
+    try:
+        assert Reviver.kept, "the failed value did not come back"
+        other = arena.alloc(3)
+        assert other is not None
+        _no_alias(Reviver.kept, [other])
+    finally:
+        armed.clear()
+        Reviver.kept.clear()
+        del first
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_type_without_instance_dicts_gives_slots_back_unless_held(kind: str) -> None:
     class Slotted(ctypes.Structure):
         __slots__ = ()
         _fields_ = [("v", ctypes.c_int64)]
 
     arena, make = _arena_and_maker(kind, Slotted)
-    handed = [make(v) for v in range(5)]
-    ids = {id(v) for v in handed}
-    if kind.startswith("Typed"):
-        ids |= {id(v) for v in arena}
-    assert not [o for o in gc.get_objects() if type(o) is Slotted and id(o) not in ids]
-    assert [v.v for v in handed] == list(range(5))
-    del handed
+    found = _found_ahead(arena, Slotted, kind)
+    assert found, "no value was made ahead"
+    arena.checkpoint()
+    fresh = [make(100 + i) for i in range(8)]
+    _no_alias(found, fresh)
+    del found, fresh
+    gc.collect()
     arena.reset()
