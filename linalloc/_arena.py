@@ -295,13 +295,22 @@ class ArenaBase:
 
     def _unlinked_views(self, since: int = 0) -> int:
         """``_views(since)`` less what the arena's own pointers into itself hold."""
+        self._settle()
         lo, hi = self._memory_range()
         return self._ledger.unlinked(since, self._ahead(), lo, hi, self._address_of)
+
+    def _settle(self) -> None:
+        """Before a count: move what watched arrays that are gone kept (typed arenas)."""
+
+    def _held_views(self) -> int:
+        """Live views of the held memory; forgets it once there are none."""
+        self._settle()
+        return self._ledger.held_views()
 
     def _refuse_if_viewed(self, action: str, since: int = 0) -> None:
         """``BufferError`` if a view of the memory of ``regions[since:]`` is alive."""
         if self._ledger.held:
-            self._ledger.held_views()  # (forgets held memory that no view needs any more)
+            self._held_views()  # (forgets held memory that no view needs any more)
         if self._views(since) > 0:
             live = collect_and_count(lambda: self._unlinked_views(since))
             if live > 0:
@@ -309,8 +318,8 @@ class ArenaBase:
 
     def _refuse_if_held(self) -> None:
         """``BufferError`` while memory that a rewind freed is still viewed (see ``_rewind_to``)."""
-        if self._ledger.held and self._ledger.held_views() > 0:
-            live = collect_and_count(self._ledger.held_views)
+        if self._ledger.held and self._held_views() > 0:
+            live = collect_and_count(self._held_views)
             if live > 0:
                 raise BufferError(
                     f"cannot allocate: {_views_text(live)} of memory freed by reset() or "

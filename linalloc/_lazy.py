@@ -33,6 +33,7 @@ class LazyArenaMixin:
         def _halt(self) -> None: ...
         def _used_bytes(self) -> int: ...
         def _after_trim(self) -> None: ...
+        def _held_views(self) -> int: ...
 
     @property
     def committed(self) -> int:
@@ -119,7 +120,7 @@ class LazyArenaMixin:
         (Held memory: what a rewind or reset freed while a view of it lived.)
         """
         ledger = self._ledger
-        if not ledger.held or ledger.held_views() <= 0:
+        if not ledger.held or self._held_views() <= 0:
             return 0
         start = int(self._store.address)
         ends = [

@@ -2,7 +2,8 @@
 
 An array over many slots is a view like a value. ctypes keeps the targets of
 pointers stored through it in the array's own ``_objects``: for types that
-hold pointers, those move to the slot arrays when the array dies
+hold pointers, the arena watches the array (``_views.WATCH_KEY``) and, once it
+is gone, moves those to the slot arrays before a count
 (:func:`_take_over_keepalives`), since the values still point at them.
 """
 
@@ -18,7 +19,7 @@ from ._slots import NOTHING, Window
 from ._store import exact_array_type
 from ._typed_state import _SLOTS, T, TypedState
 from ._values import convert
-from ._views import _SOURCE_KEY, OwnCallback
+from ._views import _SOURCE_KEY, WATCH_KEY, registries
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
@@ -27,23 +28,18 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-#: The key, in a slot array's ``_objects``, of the arrays made over it whose
-#: keep-alives it takes over when they die (ctypes' own keys are hex numbers
-#: joined by ``:``, and ``_SOURCE_KEY``).
-_WATCH = "linalloc:arrays"
-
-
 def _take_over_keepalives(objects: dict[str, Any], first: int, arena: Any) -> None:
-    """Move the keep-alives of a dying array over slots from ``first`` on to the slot arrays.
+    """Copy the keep-alives of a dead array over slots from ``first`` on to the slot arrays.
 
     ``objects``: the array's ``_objects``. ctypes names an entry by the path
     of the field stored, the last part the index of the element in the
     array: the same entry, stored through the slot array, is named with the
     slot's index there. It goes into the slot array its values come from
     (the newest of its region's, so that a rewind frees it with its region),
-    or, once the arena is gone, the one the array was made over. An entry the
-    slot array already has is kept beside the new one (one of them was stored
-    last; both stay alive).
+    or, with no ``arena`` (memory held, or the arena closed), the one the
+    array was made over. An entry the slot array already has is kept beside
+    the new one (one of them was stored last; both stay alive). Copying
+    twice changes nothing.
     """
     source = objects[_SOURCE_KEY].obj  # (the slot array the array was made over)
     for key, entry in list(objects.items()):
@@ -64,14 +60,6 @@ def _take_over_keepalives(objects: dict[str, Any], first: int, arena: Any) -> No
         kept[name] = entry if old is None or old is entry else (old, entry)
 
 
-def _array_died(
-    watched: dict[int, Any], objects: dict[str, Any], first: int, arena: Any, weak: Any
-) -> None:
-    """The callback of :meth:`BulkAllocation._watch`: the array is gone."""
-    watched.pop(id(weak), None)  # (an empty dict holds nothing a count looks at)
-    _take_over_keepalives(objects, first, arena())
-
-
 class BulkAllocation(TypedState[T]):
     """A typed arena's calls that take, or show, many slots at once."""
 
@@ -82,17 +70,35 @@ class BulkAllocation(TypedState[T]):
         the array's own ``_objects``, not in the slot array: when the array
         died, the values (which the arena still hands out by iterating) would
         point at freed memory. So when it dies, its keep-alives go to the slot
-        arrays (see :func:`_take_over_keepalives`). The weak reference that
-        calls back lives in the slot array's ``_objects``: it outlives the
-        array even when a cycle holds the array (the collector then calls it
-        too), and nothing of it refers to the slot array but the array's own
-        ``_objects``. Only for types that hold pointers.
+        arrays (see :meth:`_settle`). The registry lives in the slot array's
+        ``_objects`` (``_views.WATCH_KEY``) and keeps the array's ``_objects``
+        (and so its keep-alives) but only a weak reference to the array: no
+        callback, so nothing runs when the array dies, whatever the arena is
+        doing then. Only for types that hold pointers.
         """
         objects = array._objects
-        watched = objects[_SOURCE_KEY].obj._objects.setdefault(_WATCH, {})
-        weak = ref(array, OwnCallback(_array_died, watched, objects, first, ref(self)))
-        watched[id(weak)] = weak
+        registry = objects[_SOURCE_KEY].obj._objects.setdefault(WATCH_KEY, {})
+        weak = ref(array)
+        registry[id(weak)] = (weak, objects, first)
         return array
+
+    def _settle(self) -> None:
+        """Move the keep-alives of the watched arrays that are gone to the slot arrays.
+
+        Called before every count: until then they count as views (over, so
+        safe). An entry leaves its registry once copied: an interrupt in the
+        middle leaves the rest for the next count.
+        """
+        ledger = self._ledger
+        current = [part for region in ledger.regions for part in region.parts]
+        for parts, arena in ((current, self), ([held.part for held in ledger.held], None)):
+            for part in parts:
+                for array in part.arrays.values():
+                    for registry in registries(array):
+                        for key, (weak, objects, first) in list(registry.items()):
+                            if weak() is None:
+                                _take_over_keepalives(objects, first, arena)
+                                del registry[key]
 
     def alloc_many(self, n: int) -> Array[T] | None:
         """``n`` zeroed values in consecutive slots, as one ``ctype * n`` array.

@@ -80,12 +80,13 @@ own links left out          keep-alive entries that hold only the arena's own
                             piece comes back based on the region of its
                             last byte (freed no later than it). Nothing a
                             count takes out can run code as it dies (no
-                            ``__del__``, no caller's weak-reference
-                            callback, nor in what its memory comes from),
-                            the library's own callbacks wait for the count
-                            to end (they write into the dicts), and a count
-                            reads only through ctypes' and ``type``'s own
-                            getters: no caller code runs in the middle of one
+                            ``__del__``, no weak-reference callback, nor in
+                            what its memory comes from), and a count reads
+                            only through ctypes' and ``type``'s own getters:
+                            no code runs in the middle of one. (The library
+                            has no callback: what a watched array kept is
+                            moved by the arena before a count, see
+                            :data:`WATCH_KEY`)
 ==========================  ===================================================
 
 The reference counts are read while the collector may run: an unreachable
@@ -101,7 +102,6 @@ import ctypes
 import gc
 from _bisect import bisect_right
 from _operator import contains, getitem
-from _thread import _local
 from _weakref import getweakrefcount, getweakrefs
 from _weakref import ref as _weak_ref
 from gc import get_referents
@@ -266,18 +266,12 @@ class Ledger:
             gc.disable()
             count = sum([held.views() for held in self.held])
             if count > 0:
-                token = None
                 try:
-                    token = _count_begins()
                     self.put_back()
                     self._held_links()
                     count = sum([held.views() for held in self.held])
                 finally:
-                    try:
-                        self.put_back()
-                    finally:
-                        del token  # (the count ends)
-                        _run_waiting()
+                    self.put_back()
             if count <= 0:
                 self.held = ()
             return count
@@ -297,14 +291,12 @@ class Ledger:
         if not parts:
             return
         ours = _ours(parts)
-        shared = _shared_dicts(ours)
-        dicts = _dict_ids(ours)
+        shared, dicts = _judged(ours, parts)
         lo = min([ctypes.addressof(part.root) for part in parts])
         hi = max([ctypes.addressof(part.root) + len(part.root) for part in parts])
         first = len(self.out)
         for part in parts:
-            for array in part.arrays.values():
-                _prune_dict(array, lo, hi, ours, dicts, shared, self.out)
+            _prune_part(part, lo, hi, ours, dicts, shared, self.out)
         for _, _, reached in self.out[first:]:  # (put back over the roots, which span most)
             reached[:] = [(part, None, address, size) for part, _, address, size in reached]
 
@@ -407,19 +399,13 @@ class Ledger:
         dict that keeps what it points to. The collector is off meanwhile.
         """
         collecting = gc.isenabled()
-        token = None
         try:
             gc.disable()
             try:
-                token = _count_begins()
                 self._own_links(lo, hi, since, address_of)
                 return self.live(since, ahead)
             finally:
-                try:
-                    self.put_back()
-                finally:
-                    del token  # (the count ends)
-                    _run_waiting()
+                self.put_back()
         finally:
             if collecting:
                 gc.enable()
@@ -427,10 +413,11 @@ class Ledger:
     def _own_links(self, lo: int, hi: int, since: int, address_of: Callable[[int], int]) -> None:
         """Take out the entries :meth:`unlinked` leaves out (into ``out``)."""
         regions = self.regions
-        now = _ours([part for region in regions for part in region.parts])
-        ours = {**now, **_ours([held.part for held in self.held])}
-        shared = _shared_dicts(ours)
-        dicts = _dict_ids(ours)
+        current = [part for region in regions for part in region.parts]
+        now = _ours(current)
+        held = [held.part for held in self.held]
+        ours = {**now, **_ours(held)}
+        shared, dicts = _judged(ours, current + held)
         ends = [address_of(region.start) for region in regions[1:]]
         self.put_back()
         for at, region in enumerate(regions):
@@ -438,8 +425,7 @@ class Ledger:
             # a region to be freed may point to held memory too)
             end, known = (ends[at], now) if at < since else (hi, ours)
             for part in region.parts:
-                for array in part.arrays.values():
-                    _prune_dict(array, lo, end, known, dicts, shared, self.out)
+                _prune_part(part, lo, end, known, dicts, shared, self.out)
         # An entry comes back based on the newest part of the region its memory
         # lies in, not on the object it was found through: that may be of a
         # region about to be freed (a value of memory before a checkpoint, got
@@ -474,6 +460,43 @@ class Ledger:
             # (one call: an entry stored meanwhile, by a signal handler, stays)
             objects.setdefault(key, tuple([_view_of(*piece) for piece in reached]))
             out.pop()
+
+
+def _judged(ours: dict[int, tuple[Part, Any]], parts: list[Part]) -> tuple[set[int], set[int]]:
+    """For a count over ``parts``: the ids of the dicts something else reaches
+    (:func:`_shared_dicts`), and of the dicts judged on their own (the arrays' and
+    the watched arrays' ``_objects``: see :func:`_prune_dict`)."""
+    watched = _watched(parts)
+    dicts = _dict_ids(ours)
+    for weak in watched:
+        array = weak()
+        if array is not None:
+            dicts.add(id(_OBJECTS(array)))
+        del array
+    return _shared_dicts(ours, watched), dicts
+
+
+def _prune_part(
+    part: Part,
+    lo: int,
+    hi: int,
+    ours: dict[int, tuple[Part, Any]],
+    dicts: set[int],
+    shared: set[int],
+    undo: Undo,
+) -> None:
+    """:func:`_prune_dict` for each array of ``part`` and each live array they watch.
+
+    (A watched array is held weakly meanwhile: one that only its own links
+    kept, taken out, dies here.)
+    """
+    for array in part.arrays.values():
+        _prune_dict(array, lo, hi, ours, dicts, shared, undo)
+    for weak in _watched([part]):
+        watched = weak()
+        if watched is not None:
+            _prune_dict(watched, lo, hi, ours, dicts, shared, undo)
+        del watched
 
 
 def _prune_dict(
@@ -525,6 +548,46 @@ def _dict_ids(ours: dict[int, tuple[Part, Any]]) -> set[int]:
     return ids
 
 
+#: The key, in a slot array's ``_objects``, of the registry of the arrays made
+#: over it that the arena watches (``alloc_many()``, ``as_array()``... of a type
+#: that holds pointers): ``{id(weak): (weak, the array's _objects, its first
+#: slot)}``. ctypes keeps the targets of pointers stored through such an array
+#: in the array's own ``_objects``; the registry keeps that dict (the values
+#: still point at the targets) and, once the array is gone, the arena moves
+#: its entries to the slot arrays before a count (``_typed_bulk``). While the
+#: array lives, a count judges its entries as a part array's. (ctypes' own
+#: keys are hex numbers joined by ``:``, and ``_SOURCE_KEY``.)
+WATCH_KEY = "linalloc:arrays"
+
+
+def registries(array: Any) -> list[dict[int, Any]]:
+    """The registries of watched arrays in ``array._objects`` (see :data:`WATCH_KEY`).
+
+    (Lazy growth pairs the entries of two parts' arrays in tuples.)
+    """
+    objects = _OBJECTS(array)
+    todo = [objects.get(WATCH_KEY)] if type(objects) is dict else []
+    found = []
+    while todo:
+        item = todo.pop()
+        if type(item) is dict:
+            found.append(item)
+        elif type(item) is tuple:
+            todo.extend(item)
+    return found
+
+
+def _watched(parts: list[Part]) -> list[Any]:
+    """Weak references to the arrays the parts' arrays' registries watch."""
+    return [
+        entry[0]
+        for part in parts
+        for array in part.arrays.values()
+        for registry in registries(array)
+        for entry in registry.values()
+    ]
+
+
 def _view_of(part: Part, key: Any, address: int, size: int | None) -> Any:
     """A ``c_char`` array over ``[address, address + size)``, made from a part's object.
 
@@ -570,35 +633,25 @@ def _containers_in(container: Any) -> list[Any]:
 
     A dict's values, a tuple's items; a ctypes object's ``_objects`` dict (the
     one it holds: ctypes puts ``(array._objects, array)`` in the keep-alives
-    of a pointer field set from an array). The library's own weak references
-    in a slot array's keep-alives (``_typed_bulk``): their callback, and its
-    arguments (which hold a watched array's ``_objects``). Exact types only:
-    no caller code.
+    of a pointer field set from an array). (A watched array's ``_objects``
+    is in its registry's tuple.) Exact types only: no caller code.
     """
     kind = type(container)
     if kind is dict:
         items = list(dict.values(container))
     elif kind is tuple:
         items = list(container)
-    elif kind is _weak_ref:
-        return [_CALLBACK(container)]
-    elif kind is OwnCallback:
-        return [container.args]
     else:  # (a ctypes object)
         objects = _OBJECTS(container)
         return [objects] if type(objects) is dict else []
     return [
         item
         for item in items
-        if type(item) is dict
-        or type(item) is tuple
-        or isinstance(item, _CData)
-        or type(item) is _weak_ref
-        and type(_CALLBACK(item)) is OwnCallback
+        if type(item) is dict or type(item) is tuple or isinstance(item, _CData)
     ]
 
 
-def _shared_dicts(ours: dict[int, tuple[Part, Any]]) -> set[int]:
+def _shared_dicts(ours: dict[int, tuple[Part, Any]], watched: list[Any]) -> set[int]:
     """The ids of the ``_objects`` dicts of the arena's arrays that something else reaches.
 
     ctypes puts an array's whole ``_objects`` dict into the keep-alives of a
@@ -613,7 +666,8 @@ def _shared_dicts(ours: dict[int, tuple[Part, Any]]) -> set[int]:
 
     A struct copied by value into another arena's value is no exception: the
     other arena's memory holds the copy's pointers into this one, which must
-    stay kept while the copy lives.
+    stay kept while the copy lives. ``watched``: weak references to the
+    arrays the arena watches, whose dicts are judged as its arrays' are.
     """
     objs: list[Any] = []  # every container met, once
     index: dict[int, int] = {}
@@ -628,6 +682,15 @@ def _shared_dicts(ours: dict[int, tuple[Part, Any]]) -> set[int]:
                 found.append(0)
                 children.append([])
             del objects
+    for weak in watched:
+        array = weak()
+        objects = _OBJECTS(array) if array is not None else None
+        if type(objects) is dict and id(objects) not in index:
+            index[id(objects)] = len(objs)
+            objs.append(objects)
+            found.append(0)
+            children.append([])
+        del array, objects
     mine = len(objs)
     at = 0
     while at < len(objs):
@@ -712,76 +775,6 @@ _MRO: Any = type.__dict__["__mro__"].__get__
 _CALLBACK: Any = _weak_ref.__dict__["__callback__"].__get__
 
 
-class OwnCallback:
-    """A weak-reference callback of the library's own (``func(*args, weak)``).
-
-    The only callback that does not make an object's death run a caller's
-    code (see :func:`_may_run_code`). It may write into ``_objects`` dicts
-    (``_typed_bulk``): while a count has entries taken out of them, it waits
-    (see :class:`_Counts`) and runs once the count put them back.
-    """
-
-    __slots__ = ("func", "args")
-
-    def __init__(self, func: Callable[..., None], *args: Any) -> None:
-        self.func = func
-        self.args = args
-
-    def __call__(self, weak: Any) -> None:
-        counts = _COUNTS
-        if counts.under_way:
-            counts.waiting.append((self, weak))
-        else:
-            self.func(*self.args, weak)
-
-
-class _Count:
-    """Marks a count under way while it lives: only the count's frame holds it.
-
-    (So a count that an interrupt stopped ends when its frame goes, even if
-    no line of its ``finally`` ran.)
-    """
-
-    __slots__ = ("__weakref__",)
-
-
-class _Counts(_local):
-    """Per thread: weak references to the marks of the counts under way (a count
-    may re-enter another: a signal handler's), and the callbacks waiting for the
-    last to end. (Another thread's callbacks write into its own arenas' dicts.)
-    """
-
-    def __init__(self) -> None:
-        self.under_way: set[Any] = set()
-        self.waiting: list[tuple[OwnCallback, Any]] = []
-
-
-_COUNTS = _Counts()
-
-
-def _count_begins() -> _Count:
-    token = _Count()
-    under_way = _COUNTS.under_way
-    under_way.add(_weak_ref(token, under_way.discard))
-    return token
-
-
-def _run_waiting() -> None:
-    """Run the callbacks that waited for the counts to end (none may be under way).
-
-    A callback leaves the list only once it ran (interrupted, it runs again
-    after the next count: the library's run twice harmlessly); one that
-    raises stays, for the next count to run again.
-    """
-    counts = _COUNTS
-    waiting = counts.waiting
-    while waiting and not counts.under_way:
-        callback, weak = waiting[0]
-        callback.func(*callback.args, weak)
-        del callback, weak
-        del waiting[0]
-
-
 def has_finalizer(klass: Any) -> bool:
     """Whether instances of ``klass`` run a ``__del__`` as they die.
 
@@ -841,8 +834,7 @@ def _may_run_code(obj: Any) -> bool:
         return False
     return any(
         [
-            type(weak) is not _weak_ref
-            or (_CALLBACK(weak) is not None and type(_CALLBACK(weak)) is not OwnCallback)
+            type(weak) is not _weak_ref or _CALLBACK(weak) is not None
             for weak in getweakrefs(obj)
         ]
     )
