@@ -90,6 +90,8 @@ class BulkAllocation(TypedState[T]):
         middle leaves the rest for the next count.
         """
         ledger = self._ledger
+        if ledger.out:  # (entries an interrupt kept out: back first, or a copy misses them)
+            ledger.put_back()
         current = [part for region in ledger.regions for part in region.parts]
         for parts, arena in ((current, self), ([held.part for held in ledger.held], None)):
             for part in parts:

@@ -793,27 +793,34 @@ def freed_prefix(values: list[Any]) -> int:
     value found that way; a weak reference's callback), none counts: that code
     could bring any of them back to life, unseen (the collector clears a weak
     reference before it runs the finalizers of a cycle). Otherwise emptying
-    the list runs no code, and each value it held alone is freed. (Read just
-    before the list is emptied: a thread or a signal handler that gives a
-    value a finalizer in between is not seen.)
+    the list runs no code, and each value it held alone is freed. The
+    collector is off from the reading to the emptying. (A thread or a signal
+    handler that takes a value, or gives it a finalizer, in between is not
+    seen.)
     """
-    counts = _refcounts(values)
-    quiet = False
-    if values:  # (the values of one window: one type, one array)
-        first = values[0]
-        known = {id(type(first)), id(_B_BASE(first))}
-        quiet = (
-            not has_finalizer(type(first))
-            and not any(map(getweakrefcount, values))
-            # nothing else referred to: no instance dict, no other type, no keep-alives
-            and set(map(id, get_referents(*values))) <= known
-        )
-        del first
-    freed = 0
-    while quiet and freed < len(counts) and counts[freed] == _LISTED_ONE:
-        freed += 1
-    values.clear()
-    return freed
+    collecting = gc.isenabled()
+    try:
+        gc.disable()  # (a finalizer the collector runs could take a value after the count)
+        counts = _refcounts(values)
+        quiet = False
+        if values:  # (the values of one window: one type, one array)
+            first = values[0]
+            known = {id(type(first)), id(_B_BASE(first))}
+            quiet = (
+                not has_finalizer(type(first))
+                and not any(map(getweakrefcount, values))
+                # nothing else referred to: no instance dict, no other type, no keep-alives
+                and set(map(id, get_referents(*values))) <= known
+            )
+            del first
+        freed = 0
+        while quiet and freed < len(counts) and counts[freed] == _LISTED_ONE:
+            freed += 1
+        values.clear()
+        return freed
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _may_run_code(obj: Any) -> bool:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import UNDER_MUTATION, run_python
+from conftest import UNDER_MUTATION, at_line_of, run_python, traced
 
 import linalloc
 import linalloc._typed_bulk
@@ -727,3 +727,33 @@ def test_an_interrupt_while_a_gone_arrays_keepalives_move_loses_none() -> None:
             break
         n += 1
     assert n > 3
+
+
+@pytest.mark.skipif(UNDER_MUTATION, reason="traces a line of the library: not under mutmut")
+def test_an_entry_an_interrupt_kept_out_is_back_before_a_gone_arrays_keepalives_move() -> None:
+    """A count interrupted while it puts back leaves an entry of a watched array out;
+    the array is gone before the next count, which must put it back before the move."""
+    arena = linalloc.TypedArena(Linked2, 16)
+    first = arena.alloc(v=10)
+    cp = arena.checkpoint()
+    later = arena.alloc(v=30)
+    array = arena.as_array()
+    array[0].next = ctypes.pointer(later)  # kept in the array's own keep-alives
+    del later
+    raised: list[bool] = []
+
+    def interrupt_once() -> None:
+        if not raised:
+            raised.append(True)
+            raise KeyboardInterrupt
+
+    tracer, _ = at_line_of(_views.Ledger.put_back, "setdefault", interrupt_once)
+    with pytest.raises(KeyboardInterrupt):
+        traced(tracer, arena.live_views)
+    assert arena._ledger.out  # (the entry is still out)
+    del array
+    gc.collect()
+    arena.live_views()
+    with pytest.raises(BufferError, match="^cannot rewind to this checkpoint: 1 view "):
+        arena.rewind(cp)  # ``first`` points at ``later``
+    assert first.next.contents.v == 30

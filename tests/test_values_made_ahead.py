@@ -14,6 +14,7 @@ is zeroed before it is handed out again.
 from __future__ import annotations
 
 import ctypes
+import functools
 import gc
 from collections.abc import Callable
 from typing import Any
@@ -263,3 +264,83 @@ def test_a_type_without_instance_dicts_gives_slots_back_unless_held(kind: str) -
     del found, fresh
     gc.collect()
     arena.reset()
+
+
+class Grabber:
+    """Cyclic garbage whose finalizer, on its n-th run, keeps the object at ``address``
+    (found with ``gc.get_objects()``); until then each run leaves a new one behind."""
+
+    address: int | None = None
+    kind: Any = None
+    grab_at = 0
+    runs = 0
+    kept: list[Any] = []
+
+    def __del__(self) -> None:
+        cls = Grabber
+        if cls.address is None:
+            return
+        cls.runs += 1
+        if cls.runs == cls.grab_at:
+            cls.kept.extend(
+                o
+                for o in gc.get_objects()
+                if type(o) is cls.kind and ctypes.addressof(o) == cls.address
+            )
+        elif cls.runs < cls.grab_at:
+            again = Grabber()
+            again.me = again  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("path", ["typed", "bump", "failed constructor"])
+def test_a_collection_while_a_window_closes_cannot_take_a_value_given_back(path: str) -> None:
+    """The collector runs at some allocation while the arena closes the window; the
+    finalizer it runs takes a value made ahead. Swept over the collector's threshold,
+    so that it lands anywhere: no slot is given back under a value taken."""
+    node = _node_type()
+    size = ctypes.sizeof(node)
+    thresholds = gc.get_threshold()
+    taken = 0
+    try:
+        tries = [(t, 1) for t in range(1, 17)] + [(2, n) for n in range(2, 17)]
+        for threshold, grab_at in tries:
+            Grabber.kept.clear()
+            Grabber.runs, Grabber.grab_at, Grabber.kind = 0, grab_at, node
+            if path == "bump":
+                arena: Any = linalloc.BumpArena(4096)
+                held = [arena.alloc(node) for _ in range(3)]  # windows of one, two
+                first = arena.alloc(node)  # a window of four: three made ahead
+                alloc = functools.partial(arena.alloc, node)
+            else:
+                arena = linalloc.TypedArena(node, 64)
+                first = arena.alloc()  # a window of eight: seven made ahead
+                alloc = arena.alloc
+            Grabber.address = ctypes.addressof(first) + size
+            gc.collect()
+            bomb = Grabber()
+            bomb.me = bomb  # type: ignore[attr-defined]
+            del bomb
+            gc.set_threshold(threshold)
+            try:
+                if path == "failed constructor":
+                    with pytest.raises(TypeError):
+                        arena.alloc("not a number")
+                else:
+                    arena.checkpoint()
+            finally:
+                gc.set_threshold(*thresholds)
+                Grabber.address = None
+            gc.collect()
+            if Grabber.kept:
+                taken += 1
+                fresh = [alloc() for _ in range(4)]
+                _no_alias(Grabber.kept, [f for f in fresh if f is not None])
+                del fresh
+            Grabber.kept.clear()
+            del first, alloc, arena
+            if path == "bump":
+                del held
+    finally:
+        gc.set_threshold(*thresholds)
+        Grabber.kept.clear()
+    assert taken, "no value was ever taken"
