@@ -1,0 +1,139 @@
+"""Counting rules that mutation testing of ``_views`` found unchecked.
+
+A count restores the collector as it found it; a piece of memory that ends
+one byte past a checkpoint counts after it; an entry of the current memory
+that reaches held memory comes back; an arena of capacity 0 counts nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import linalloc
+
+
+class Node(ctypes.Structure):
+    pass
+
+
+Node._fields_ = [("v", ctypes.c_int64), ("next", ctypes.POINTER(Node))]
+
+
+class CharLink(ctypes.Structure):
+    _fields_ = [("p", ctypes.POINTER(ctypes.c_char)), ("pad", ctypes.c_int64)]
+
+
+@pytest.fixture
+def collector_state() -> Iterator[None]:
+    was = gc.isenabled()
+    yield
+    if was:
+        gc.enable()
+    else:  # pragma: no cover - the suite runs with the collector on
+        gc.disable()
+
+
+def _counts(arena: Any) -> list[Callable[[], object]]:
+    """Calls that count views: accepted, refused, and one that frees held memory."""
+    return [arena.live_views, arena.checkpoint]
+
+
+@pytest.mark.usefixtures("collector_state")
+@pytest.mark.parametrize("enabled", [True, False], ids=["collector on", "collector off"])
+def test_every_count_leaves_the_collector_as_it_found_it(enabled: bool) -> None:
+    kept: list[Any] = []
+    typed = linalloc.TypedArena(Node, 16, drop=kept.append)
+    bump = linalloc.BumpArena(1024)
+    first, second = typed.alloc(1), typed.alloc(2)
+    first.next = ctypes.pointer(second)
+    del second
+    value = bump.alloc(Node)
+    nodes = bump.alloc(Node), bump.alloc(Node)  # (a window: values made ahead)
+    if enabled:
+        gc.enable()
+    else:
+        gc.disable()
+    steps: list[Callable[[], object]] = [
+        typed.live_views,
+        bump.live_views,
+        bump.checkpoint,  # (closes the window: its values are judged and let go)
+    ]
+    for step in steps:
+        step()
+        assert gc.isenabled() is enabled, step
+    for arena in (typed, bump):
+        with pytest.raises(BufferError):
+            arena.reset()
+        assert gc.isenabled() is enabled
+    del first, value, nodes
+    typed.reset()  # the drop keeps both values: their memory is held
+    assert gc.isenabled() is enabled
+    with pytest.raises(BufferError, match="^cannot allocate: "):
+        typed.alloc(3)
+    assert gc.isenabled() is enabled
+    kept.clear()
+    assert typed.alloc(3) is not None  # (the held memory is let go)
+    assert gc.isenabled() is enabled
+    with pytest.raises(TypeError):
+        typed.alloc("not a number")  # (a failed value: judged and let go)
+    assert gc.isenabled() is enabled
+
+
+def test_a_link_to_memory_ending_one_byte_past_a_checkpoint_counts_after_it() -> None:
+    """Its last byte is the first byte after the checkpoint: a rewind would free it."""
+    arena = linalloc.BumpArena(4096)
+    holder = arena.alloc(CharLink)
+    view = arena.alloc_uninit_slice(linalloc.Layout(7))
+    cp = arena.checkpoint()
+    grown = arena.grow(view, len(view) + 1)  # (one byte into the memory after cp)
+    assert grown is not None
+    array = (ctypes.c_char * len(grown)).from_buffer(grown)
+    holder.p = array
+    del view, grown, array
+    assert arena.live_views() == 1  # (the holder; the entry is taken out and put back)
+    with pytest.raises(BufferError, match="after the checkpoint"):
+        arena.rewind(cp)
+    holder.p = ctypes.POINTER(ctypes.c_char)()
+    arena.rewind(cp)
+
+
+class Holder(ctypes.Structure):
+    _fields_ = [("node", Node)]
+
+
+def test_a_link_from_the_current_memory_into_held_memory_comes_back_from_a_count() -> None:
+    kept: list[Any] = []
+    arena = linalloc.TypedArena(Holder, 8, drop=kept.append)
+    current = arena.alloc()
+    cp = arena.checkpoint()
+    first, second = arena.alloc(), arena.alloc()
+    first.node.next = ctypes.pointer(second.node)
+    del first, second
+    arena.rewind(cp)  # the drops keep both values: their memory is held
+    current.node.next = ctypes.pointer(kept[1].node)  # (a link into the held memory)
+    kept.clear()
+    assert arena.live_views() == 1  # (``current``; its link is taken out and put back)
+    assert arena.live_views() == 1
+    assert current.node.next.contents.next.contents.v == 0
+    with pytest.raises(BufferError, match="^cannot allocate: "):
+        arena.alloc()  # the link still reaches the held memory
+    current.node.next = ctypes.POINTER(Node)()
+    gc.collect()
+    assert arena.alloc() is not None
+
+
+@pytest.mark.parametrize("kind", ["TypedArena", "TypedArenaLazy"])
+def test_a_typed_arena_of_capacity_zero_counts_nothing(kind: str) -> None:
+    arena = getattr(linalloc, kind)(Node, 0)
+    assert arena.live_views() == 0
+    cp = arena.checkpoint()
+    assert arena.alloc(1) is None and arena.alloc_many(1) is None
+    arena.rewind(cp)
+    arena.reset()
+    assert arena.live_views() == 0 and len(arena) == 0
+    arena.close()
