@@ -23,23 +23,25 @@ from ._views import _SOURCE_KEY, WATCH_KEY, registries
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
     from ctypes import Array
     from typing import Any
 
 
-def _take_over_keepalives(objects: dict[str, Any], first: int, arena: Any) -> None:
+def _take_over_keepalives(
+    objects: dict[str, Any], first: int, target_of: Callable[[int], Any]
+) -> None:
     """Copy the keep-alives of a dead array over slots from ``first`` on to the slot arrays.
 
     ``objects``: the array's ``_objects``. ctypes names an entry by the path
     of the field stored, the last part the index of the element in the
     array: the same entry, stored through the slot array, is named with the
-    slot's index there. It goes into the slot array its values come from
-    (the newest of its region's, so that a rewind frees it with its region),
-    or, with no ``arena`` (memory held, or the arena closed), the one the
-    array was made over. An entry the slot array already has is kept beside
-    the new one (one of them was stored last; both stay alive). Copying
-    twice changes nothing.
+    slot's index there. It goes into ``target_of(slot)``: the slot array the
+    slot's values come from (the newest of its region's, so that a rewind
+    frees it with its region), or None for the one the array was made over
+    (memory held). An entry the slot array already has is kept beside the
+    new one (one of them was stored last; both stay alive). Copying twice
+    changes nothing.
     """
     source = objects[_SOURCE_KEY].obj  # (the slot array the array was made over)
     for key, entry in list(objects.items()):
@@ -51,10 +53,8 @@ def _take_over_keepalives(objects: dict[str, Any], first: int, arena: Any) -> No
         except ValueError:  # pragma: no cover - not a key ctypes makes
             source._objects[f"linalloc:{id(entry)}"] = entry
             continue
-        target = source
-        if arena is not None and not arena._closed:
-            target = arena._slots_at(slot)
-        kept = target._objects
+        target = target_of(slot)
+        kept = (source if target is None else target)._objects
         name = f"{head}{colon}{slot:x}"
         old = kept.get(name)
         kept[name] = entry if old is None or old is entry else (old, entry)
@@ -77,7 +77,12 @@ class BulkAllocation(TypedState[T]):
         doing then. Only for types that hold pointers.
         """
         objects = array._objects
-        registry = objects[_SOURCE_KEY].obj._objects.setdefault(WATCH_KEY, {})
+        kept = objects[_SOURCE_KEY].obj._objects
+        registry = kept.get(WATCH_KEY)
+        if type(registry) is not dict:  # (none yet, or two paired by lazy growth)
+            registry = {}
+            old = kept.get(WATCH_KEY)
+            kept[WATCH_KEY] = registry if old is None else (old, registry)
         weak = ref(array)
         registry[id(weak)] = (weak, objects, first)
         return array
@@ -87,19 +92,29 @@ class BulkAllocation(TypedState[T]):
 
         Called before every count: until then they count as views (over, so
         safe). An entry leaves its registry once copied: an interrupt in the
-        middle leaves the rest for the next count.
+        middle leaves the rest for the next count. An array over held memory
+        (made by a drop callback) may span slots that stay, below the
+        position: their entries go to the memory that stays; the others stay
+        with the held memory (nothing is allocated there while it is held).
         """
         ledger = self._ledger
         if ledger.out:  # (entries an interrupt kept out: back first, or a copy misses them)
             ledger.put_back()
+        position = self._position()
+        slots_at = self._slots_at
+
+        def held_target(k: int) -> Any:
+            return slots_at(k) if k < position else None
+
         current = [part for region in ledger.regions for part in region.parts]
-        for parts, arena in ((current, self), ([held.part for held in ledger.held], None)):
+        held = [held.part for held in ledger.held]
+        for parts, target_of in ((current, slots_at), (held, held_target)):
             for part in parts:
                 for array in part.arrays.values():
                     for registry in registries(array):
                         for key, (weak, objects, first) in list(registry.items()):
                             if weak() is None:
-                                _take_over_keepalives(objects, first, arena)
+                                _take_over_keepalives(objects, first, target_of)
                                 del registry[key]
 
     def alloc_many(self, n: int) -> Array[T] | None:

@@ -137,3 +137,72 @@ def test_a_typed_arena_of_capacity_zero_counts_nothing(kind: str) -> None:
     arena.reset()
     assert arena.live_views() == 0 and len(arena) == 0
     arena.close()
+
+
+class Val(ctypes.Structure):
+    _fields_ = [("v", ctypes.c_int64)]
+
+
+class ValLink(ctypes.Structure):
+    _fields_ = [("p", ctypes.POINTER(Val))]
+
+
+@pytest.mark.parametrize("target", ["another arena", "the memory held"])
+def test_a_link_stored_by_a_drop_callback_through_an_array_stays_with_the_memory_that_stays(
+    target: str,
+) -> None:
+    """During a rewind, a drop callback makes ``as_array()`` (over the memory being freed,
+    and slot 0, which stays), stores a link in slot 0 through it and keeps it: once the
+    array is gone, the link must stay kept by the memory that stays."""
+    other = linalloc.TypedArena(Val, 8)
+    kept: list[Any] = []
+    calls: list[bool] = []
+    arena: Any = None
+
+    def drop(value: Any) -> None:
+        if calls:
+            return
+        calls.append(True)
+        array = arena.as_array()
+        if target == "another arena":
+            array[0].p = ctypes.pointer(other.alloc(42))
+        else:
+            array[0].p = ctypes.pointer(Val.from_buffer(array[2]))
+            array[2].p = ctypes.cast(ctypes.c_void_p(99), ctypes.POINTER(Val))
+        kept.append(array)
+
+    arena = linalloc.TypedArena(ValLink, 16, drop=drop)
+    first = arena.alloc()
+    cp = arena.checkpoint()
+    for _ in range(3):
+        arena.alloc()
+    arena.rewind(cp)  # the callback keeps the array: the freed memory is held
+    kept.clear()
+    gc.collect()
+    arena.live_views()
+    if target == "another arena":
+        assert arena.alloc() is not None  # (nothing views the held memory: let go)
+        gc.collect()
+        with pytest.raises(BufferError):
+            other.reset()  # ``first.p`` points into it
+        assert first.p.contents.v == 42
+    else:
+        with pytest.raises(BufferError, match="^cannot allocate: "):
+            arena.alloc()  # ``first.p`` points into the held memory
+        assert ctypes.addressof(first.p.contents) == ctypes.addressof(first) + 2 * 8
+
+
+def test_bulk_calls_work_after_lazy_growth_carried_two_registries_into_one_part() -> None:
+    arena = linalloc.TypedArenaLazy(ValLink, 1 << 22)
+    per_step = arena.commit_step // ctypes.sizeof(ValLink)
+    early = arena.alloc_many(4)  # keeps its part listed (not carried at the next growth)
+    big = arena.alloc_many(per_step)  # a growth: a new part, with a registry of its own
+    del big
+    arena.live_views()
+    big = arena.alloc_many(per_step)  # a growth: the last part's registry is carried
+    del big, early
+    arena.live_views()
+    assert arena.alloc_many(per_step) is not None  # a growth: both carried into one part
+    assert arena.alloc_many(1) is not None
+    assert arena.alloc_extend([ValLink()]) is not None
+    assert len(arena.as_array()) == len(arena)
