@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -206,3 +207,48 @@ def test_bulk_calls_work_after_lazy_growth_carried_two_registries_into_one_part(
     assert arena.alloc_many(1) is not None
     assert arena.alloc_extend([ValLink()]) is not None
     assert len(arena.as_array()) == len(arena)
+
+
+class Cross(ctypes.Structure):
+    pass
+
+
+Cross._fields_ = [("p", ctypes.POINTER(Cross)), ("x", ctypes.c_int64)]
+
+
+def test_watched_arrays_of_two_arenas_pointing_into_each_other_count_until_dropped() -> None:
+    """A documented limit (README): no field is left to clear. Nothing dangles meanwhile."""
+    first, second = linalloc.TypedArena(Cross, 8), linalloc.TypedArena(Cross, 8)
+    one, two = first.alloc_many(2), second.alloc_many(2)
+    one[0].p = ctypes.pointer(two[0])
+    two[0].p = ctypes.pointer(one[0])
+    two[0].x = 7
+    del one, two
+    gc.collect()
+    for arena in (first, second):
+        with pytest.raises(BufferError):
+            arena.reset()
+    assert next(iter(first)).p.contents.x == 7  # (the link still reads its target)
+    gone = [weakref.ref(first), weakref.ref(second)]
+    del first, second, arena
+    gc.collect()
+    assert all(ref() is None for ref in gone), "the arenas were not freed"
+
+
+def test_a_watched_element_stored_back_by_value_counts_until_dropped() -> None:
+    """A documented limit (README): the copy keeps the array's whole keep-alives."""
+    mine, other = linalloc.TypedArena(Cross, 8), linalloc.TypedArena(Cross, 8)
+    target = other.alloc(x=5)
+    array = mine.alloc_many(2)
+    array[0].p = ctypes.pointer(target)
+    assert mine.alloc_extend([array[0]]) is not None  # (by value: ctypes keeps array's dict)
+    del array, target
+    gc.collect()
+    for arena in (mine, other):
+        with pytest.raises(BufferError):
+            arena.reset()
+    assert list(mine)[2].p.contents.x == 5
+    gone = [weakref.ref(mine), weakref.ref(other)]
+    del mine, other, arena
+    gc.collect()
+    assert all(ref() is None for ref in gone), "the arenas were not freed"
