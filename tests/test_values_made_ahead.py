@@ -292,6 +292,7 @@ class Grabber:
             again.me = again  # type: ignore[attr-defined]
 
 
+@pytest.mark.usefixtures("frozen")  # (each attempt collects: not the whole session's heap)
 @pytest.mark.parametrize("path", ["typed", "bump", "failed constructor"])
 def test_a_collection_while_a_window_closes_cannot_take_a_value_given_back(path: str) -> None:
     """The collector runs at some allocation while the arena closes the window; the
