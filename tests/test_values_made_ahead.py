@@ -61,6 +61,26 @@ def _no_alias(kept: list[Any], fresh: list[Any]) -> None:
     assert all(k.v != -1 for k in kept)
 
 
+def _found_ahead(arena: Any, node: Any, kind: str) -> list[Any]:
+    """The values made ahead for the open window, found with ``gc.get_objects()``,
+    lowest address first (the order in which closing the window lets go of them)."""
+    handed = {id(v) for v in arena} if kind.startswith("Typed") else set()
+    found = [o for o in gc.get_objects() if type(o) is node and id(o) not in handed]
+    return sorted(found, key=ctypes.addressof)
+
+
+def _kept_through_a_checkpoint(arena: Any, make: Callable[[int], Any], found: list[Any]) -> None:
+    """Values found are kept while a checkpoint closes the window: no value made since
+    shares their memory; once they are gone, the arena resets."""
+    assert found, "no value was made ahead"
+    arena.checkpoint()
+    fresh = [make(100 + i) for i in range(8)]
+    _no_alias(found, fresh)
+    del found[:], fresh
+    gc.collect()
+    arena.reset()
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_finalizer_added_after_the_window_opened_keeps_the_values_it_revives(
     kind: str,
@@ -89,15 +109,7 @@ def test_a_finalizer_added_after_the_window_opened_keeps_the_values_it_revives(
 def test_a_value_made_ahead_and_found_by_the_collector_keeps_its_slot(kind: str) -> None:
     node = _node_type()
     arena, make = _arena_and_maker(kind, node)
-    handed = {id(v) for v in arena} if kind.startswith("Typed") else set()
-    found = [o for o in gc.get_objects() if type(o) is node and id(o) not in handed]
-    assert found, "no value was made ahead"
-    arena.checkpoint()
-    fresh = [make(100 + i) for i in range(8)]
-    _no_alias(found, fresh)
-    del found, fresh
-    gc.collect()
-    arena.reset()
+    _kept_through_a_checkpoint(arena, make, _found_ahead(arena, node, kind))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -110,14 +122,6 @@ def test_values_freed_with_the_window_give_their_slots_back(kind: str) -> None:
     value = make(3)
     assert ctypes.addressof(value) - ctypes.addressof(make(4)) == -ctypes.sizeof(node)
     assert arena.used == used + 2 * ctypes.sizeof(node)
-
-
-def _found_ahead(arena: Any, node: Any, kind: str) -> list[Any]:
-    """The values made ahead for the open window, found with ``gc.get_objects()``,
-    lowest address first (the order in which closing the window lets go of them)."""
-    handed = {id(v) for v in arena} if kind.startswith("Typed") else set()
-    found = [o for o in gc.get_objects() if type(o) is node and id(o) not in handed]
-    return sorted(found, key=ctypes.addressof)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -256,14 +260,7 @@ def test_a_type_without_instance_dicts_gives_slots_back_unless_held(kind: str) -
         _fields_ = [("v", ctypes.c_int64)]
 
     arena, make = _arena_and_maker(kind, Slotted)
-    found = _found_ahead(arena, Slotted, kind)
-    assert found, "no value was made ahead"
-    arena.checkpoint()
-    fresh = [make(100 + i) for i in range(8)]
-    _no_alias(found, fresh)
-    del found, fresh
-    gc.collect()
-    arena.reset()
+    _kept_through_a_checkpoint(arena, make, _found_ahead(arena, Slotted, kind))
 
 
 class Grabber:
