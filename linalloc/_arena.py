@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Any, NoReturn
 
+    from ._views import Watching
+
 #: A thread-local object: ``_THREAD.__dict__`` is a different dict in every thread.
 #: An arena keeps its creating thread's one; comparing it with the calling
 #: thread's is the same-thread check of the hot paths (``get_ident()`` would
@@ -295,17 +297,17 @@ class ArenaBase:
 
     def _unlinked_views(self, since: int = 0) -> int:
         """``_views(since)`` less what the arena's own pointers into itself hold."""
-        self._settle()
+        watching = self._settle()
         lo, hi = self._memory_range()
-        return self._ledger.unlinked(since, self._ahead(), lo, hi, self._address_of)
+        return self._ledger.unlinked(since, self._ahead(), lo, hi, self._address_of, watching)
 
-    def _settle(self) -> None:
-        """Before a count: move what watched arrays that are gone kept (typed arenas)."""
+    def _settle(self) -> Watching:
+        """Before a count: the live watched arrays (``_watch``: typed arenas only)."""
+        return {}
 
     def _held_views(self) -> int:
         """Live views of the held memory; forgets it once there are none."""
-        self._settle()
-        return self._ledger.held_views()
+        return self._ledger.held_views(self._settle())
 
     def _refuse_if_viewed(self, action: str, since: int = 0) -> None:
         """``BufferError`` if a view of the memory of ``regions[since:]`` is alive."""

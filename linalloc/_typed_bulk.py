@@ -2,9 +2,9 @@
 
 An array over many slots is a view like a value. ctypes keeps the targets of
 pointers stored through it in the array's own ``_objects``: for types that
-hold pointers, the arena watches the array (``_views.WATCH_KEY``) and, once it
-is gone, moves those to the slot arrays before a count
-(:func:`_take_over_keepalives`), since the values still point at them.
+hold pointers, the arena watches the array (``_watch``) and, once it is gone,
+moves those to the slot arrays before a count, since the values still point
+at them.
 """
 
 from __future__ import annotations
@@ -19,83 +19,27 @@ from ._slots import NOTHING, Window
 from ._store import exact_array_type
 from ._typed_state import _SLOTS, T, TypedState
 from ._values import convert
-from ._views import _SOURCE_KEY, WATCH_KEY, registries
+from ._watch import settle, watch
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Iterable, Iterator
     from ctypes import Array
     from typing import Any
 
-
-def _take_over_keepalives(
-    objects: dict[str, Any], first: int, target_of: Callable[[int], Any]
-) -> None:
-    """Copy the keep-alives of a dead array over slots from ``first`` on to the slot arrays.
-
-    ``objects``: the array's ``_objects``. ctypes names an entry by the path
-    of the field stored, the last part the index of the element in the
-    array: the same entry, stored through the slot array, is named with the
-    slot's index there. It goes into ``target_of(slot)``: the slot array the
-    slot's values come from (the newest of its region's, so that a rewind
-    frees it with its region), or None for the one the array was made over
-    (memory held). An entry the slot array already has is kept beside the
-    new one (one of them was stored last; both stay alive). Copying twice
-    changes nothing.
-    """
-    source = objects[_SOURCE_KEY].obj  # (the slot array the array was made over)
-    for key, entry in list(objects.items()):
-        if key == _SOURCE_KEY or entry is None:
-            continue
-        head, colon, last = key.rpartition(":")
-        try:
-            slot = int(last, 16) + first
-        except ValueError:  # pragma: no cover - not a key ctypes makes
-            source._objects[f"linalloc:{id(entry)}"] = entry
-            continue
-        target = target_of(slot)
-        kept = (source if target is None else target)._objects
-        name = f"{head}{colon}{slot:x}"
-        old = kept.get(name)
-        kept[name] = entry if old is None or old is entry else (old, entry)
+    from ._views import Watching
 
 
 class BulkAllocation(TypedState[T]):
     """A typed arena's calls that take, or show, many slots at once."""
 
-    def _watch(self, array: Any, first: int) -> Any:
-        """``array`` (made with ``from_buffer`` over a slot array, slot ``first`` on).
+    def _settle(self) -> Watching:
+        """Before a count: what the watched arrays that are gone kept goes to the slot arrays.
 
-        ctypes keeps the target of a pointer stored through such an array in
-        the array's own ``_objects``, not in the slot array: when the array
-        died, the values (which the arena still hands out by iterating) would
-        point at freed memory. So when it dies, its keep-alives go to the slot
-        arrays (see :meth:`_settle`). The registry lives in the slot array's
-        ``_objects`` (``_views.WATCH_KEY``) and keeps the array's ``_objects``
-        (and so its keep-alives) but only a weak reference to the array: no
-        callback, so nothing runs when the array dies, whatever the arena is
-        doing then. Only for types that hold pointers.
-        """
-        objects = array._objects
-        kept = objects[_SOURCE_KEY].obj._objects
-        registry = kept.get(WATCH_KEY)
-        if type(registry) is not dict:  # (none yet, or two paired by lazy growth)
-            registry = {}
-            old = kept.get(WATCH_KEY)
-            kept[WATCH_KEY] = registry if old is None else (old, registry)
-        weak = ref(array)
-        registry[id(weak)] = (weak, objects, first)
-        return array
-
-    def _settle(self) -> None:
-        """Move the keep-alives of the watched arrays that are gone to the slot arrays.
-
-        Called before every count: until then they count as views (over, so
-        safe). An entry leaves its registry once copied: an interrupt in the
-        middle leaves the rest for the next count. An array over held memory
-        (made by a drop callback) may span slots that stay, below the
-        position: their entries go to the memory that stays; the others stay
-        with the held memory (nothing is allocated there while it is held).
+        (See ``_watch.settle``.) An array over held memory (made by a drop
+        callback) may span slots that stay, below the position: their
+        entries go to the memory that stays; the others stay with the held
+        memory (nothing is allocated there while it is held).
         """
         ledger = self._ledger
         if ledger.out:  # (entries an interrupt kept out: back first, or a copy misses them)
@@ -108,14 +52,7 @@ class BulkAllocation(TypedState[T]):
 
         current = [part for region in ledger.regions for part in region.parts]
         held = [held.part for held in ledger.held]
-        for parts, target_of in ((current, slots_at), (held, held_target)):
-            for part in parts:
-                for array in part.arrays.values():
-                    for registry in registries(array):
-                        for key, (weak, objects, first) in list(registry.items()):
-                            if weak() is None:
-                                _take_over_keepalives(objects, first, target_of)
-                                del registry[key]
+        return settle([(current, slots_at), (held, held_target)])
 
     def alloc_many(self, n: int) -> Array[T] | None:
         """``n`` zeroed values in consecutive slots, as one ``ctype * n`` array.
@@ -197,7 +134,7 @@ class BulkAllocation(TypedState[T]):
             else:
                 memoryview(array).cast("B")[:] = memoryview(fill).cast("B")
             if self._pointers:
-                self._watch(array, k)
+                watch(array, k)
             # No ``finally``: its lines would run after the slots are counted,
             # and an interrupt landing there would lose them. An interrupt
             # before ``return`` gives them back.
@@ -298,4 +235,4 @@ class BulkAllocation(TypedState[T]):
         if not self._size:
             return exact_array_type(self._ctype, n).from_buffer(self._part.root, self._offset)
         array = exact_array_type(self._ctype, n).from_buffer(self._slots_at(n - 1))
-        return self._watch(array, 0) if self._pointers else array
+        return watch(array, 0) if self._pointers else array

@@ -86,7 +86,7 @@ own links left out          keep-alive entries that hold only the arena's own
                             no code runs in the middle of one. (The library
                             has no callback: what a watched array kept is
                             moved by the arena before a count, see
-                            :data:`WATCH_KEY`)
+                            ``_watch``)
 ==========================  ===================================================
 
 The reference counts are read while the collector may run: an unreachable
@@ -123,6 +123,9 @@ if TYPE_CHECKING:
     #: A piece of the arena's memory an entry held: (part, key of its object, None
     #: for the root; address, size; a size of None: a memoryview of the object)
     Piece = tuple["Part", Any, int, "int | None"]
+    #: The live watched arrays (``_watch``) over each part, by ``id`` of part:
+    #: weak references.
+    Watching = dict[int, list[Any]]
 
 
 class Part:
@@ -251,7 +254,7 @@ class Ledger:
             count += held.views()
         return count
 
-    def held_views(self) -> int:
+    def held_views(self, watching: Watching) -> int:
         """Live views of the held regions; forgets them once there are none.
 
         Keep-alive entries of held arrays that hold only held memory are left
@@ -259,7 +262,7 @@ class Ledger:
         value out of a held value later shares its array's ``_objects`` and
         needs them. The collector is off from the count to the store that
         forgets the held regions, so that no finalizer can copy a value out
-        in between.
+        in between. ``watching``: see :meth:`unlinked`.
         """
         collecting = gc.isenabled()
         try:
@@ -268,7 +271,7 @@ class Ledger:
             if count > 0:
                 try:
                     self.put_back()
-                    self._held_links()
+                    self._held_links(watching)
                     count = sum([held.views() for held in self.held])
                 finally:
                     self.put_back()
@@ -279,7 +282,7 @@ class Ledger:
             if collecting:
                 gc.enable()
 
-    def _held_links(self) -> None:
+    def _held_links(self, watching: Watching) -> None:
         """Take out, for a count, the keep-alive entries of held arrays that hold only held memory.
 
         Held memory is freed all at once, when no view of any of it is left:
@@ -291,12 +294,12 @@ class Ledger:
         if not parts:
             return
         ours = _ours(parts)
-        shared, dicts = _judged(ours, parts)
         lo = min([ctypes.addressof(part.root) for part in parts])
         hi = max([ctypes.addressof(part.root) + len(part.root) for part in parts])
+        scope = _Scope(lo, hi, ours, parts, watching, self.out)
         first = len(self.out)
         for part in parts:
-            _prune_part(part, lo, hi, ours, dicts, shared, self.out)
+            scope.prune_part(part)
         for _, _, reached in self.out[first:]:  # (put back over the roots, which span most)
             reached[:] = [(part, None, address, size) for part, _, address, size in reached]
 
@@ -375,7 +378,13 @@ class Ledger:
     # -- ctypes keep-alives -----------------------------------------------------
 
     def unlinked(
-        self, since: int, ahead: int, lo: int, hi: int, address_of: Callable[[int], int]
+        self,
+        since: int,
+        ahead: int,
+        lo: int,
+        hi: int,
+        address_of: Callable[[int], int],
+        watching: Watching,
     ) -> int:
         """:meth:`live`, leaving out what the arena's own pointers into itself hold.
 
@@ -390,7 +399,8 @@ class Ledger:
         pointer itself); an entry of a region to be freed, if what it holds
         is based on the arena's current parts (held memory is not). A dict
         another object shares (a by-value copy's keep-alive) counts whole
-        (see :func:`_shared_dicts`).
+        (see :func:`_shared_dicts`). ``watching``: the live watched arrays,
+        whose entries are judged as the arena's arrays' are (``_watch``).
 
         The entries are taken out for the count and put back before the
         return, whatever happens (as views over the same memory, based on the
@@ -402,7 +412,7 @@ class Ledger:
         try:
             gc.disable()
             try:
-                self._own_links(lo, hi, since, address_of)
+                self._own_links(lo, hi, since, address_of, watching)
                 return self.live(since, ahead)
             finally:
                 self.put_back()
@@ -410,22 +420,32 @@ class Ledger:
             if collecting:
                 gc.enable()
 
-    def _own_links(self, lo: int, hi: int, since: int, address_of: Callable[[int], int]) -> None:
+    def _own_links(
+        self,
+        lo: int,
+        hi: int,
+        since: int,
+        address_of: Callable[[int], int],
+        watching: Watching,
+    ) -> None:
         """Take out the entries :meth:`unlinked` leaves out (into ``out``)."""
         regions = self.regions
         current = [part for region in regions for part in region.parts]
         now = _ours(current)
         held = [held.part for held in self.held]
         ours = {**now, **_ours(held)}
-        shared, dicts = _judged(ours, current + held)
+        scope = _Scope(lo, hi, ours, current + held, watching, self.out)
         ends = [address_of(region.start) for region in regions[1:]]
         self.put_back()
         for at, region in enumerate(regions):
             # (what a region that stays points to must be the arena's own now;
             # a region to be freed may point to held memory too)
-            end, known = (ends[at], now) if at < since else (hi, ours)
+            if at < since:
+                scope.hi, scope.ours = ends[at], now
+            else:
+                scope.hi, scope.ours = hi, ours
             for part in region.parts:
-                _prune_part(part, lo, end, known, dicts, shared, self.out)
+                scope.prune_part(part)
         # An entry comes back based on the newest part of the region its memory
         # lies in, not on the object it was found through: that may be of a
         # region about to be freed (a value of memory before a checkpoint, got
@@ -445,7 +465,7 @@ class Ledger:
                     reached[i] = (regions[at].parts[-1], None, address, size)
                 else:
                     reached[i] = (part, None, address, size)  # (held: its root spans most)
-        self._held_links()  # (held memory counts too, as in held_views)
+        self._held_links(watching)  # (held memory counts too, as in held_views)
 
     def put_back(self) -> None:
         """Put back the entries taken out for a count, as views over the same memory.
@@ -462,71 +482,77 @@ class Ledger:
             out.pop()
 
 
-def _judged(ours: dict[int, tuple[Part, Any]], parts: list[Part]) -> tuple[set[int], set[int]]:
-    """For a count over ``parts``: the ids of the dicts something else reaches
-    (:func:`_shared_dicts`), and of the dicts judged on their own (the arrays' and
-    the watched arrays' ``_objects``: see :func:`_prune_dict`)."""
-    watched = _watched(parts)
-    dicts = _dict_ids(ours)
-    for weak in watched:
-        array = weak()
-        if array is not None:
-            dicts.add(id(_OBJECTS(array)))
-        del array
-    return _shared_dicts(ours, watched), dicts
+class _Scope:
+    """What one count judges keep-alive entries by, and where it puts those it takes out.
 
-
-def _prune_part(
-    part: Part,
-    lo: int,
-    hi: int,
-    ours: dict[int, tuple[Part, Any]],
-    dicts: set[int],
-    shared: set[int],
-    undo: Undo,
-) -> None:
-    """:func:`_prune_dict` for each array of ``part`` and each live array they watch.
-
-    (A watched array is held weakly meanwhile: one that only its own links
-    kept, taken out, dies here.)
+    ``lo``, ``hi``: the memory an entry taken out may hold; ``ours``: the
+    roots and arrays, by id, that are the arena's own (see :func:`_ours`).
+    Both are set anew for each region. ``dicts``: the ids of the ``_objects``
+    dicts judged on their own (the arrays' and the live watched arrays':
+    see :meth:`prune_dict`); ``shared``: those something else reaches
+    (:func:`_shared_dicts`), whose entries all stay. ``out``: the ledger's.
     """
-    for array in part.arrays.values():
-        _prune_dict(array, lo, hi, ours, dicts, shared, undo)
-    for weak in _watched([part]):
-        watched = weak()
-        if watched is not None:
-            _prune_dict(watched, lo, hi, ours, dicts, shared, undo)
-        del watched
 
+    __slots__ = ("lo", "hi", "ours", "dicts", "shared", "watching", "out")
 
-def _prune_dict(
-    array: Any,
-    lo: int,
-    hi: int,
-    ours: dict[int, tuple[Part, Any]],
-    dicts: set[int],
-    shared: set[int],
-    undo: Undo,
-) -> None:
-    """Take out the entries of ``array._objects`` holding only the arena's memory in ``[lo, hi)``.
+    def __init__(
+        self,
+        lo: int,
+        hi: int,
+        ours: dict[int, tuple[Part, Any]],
+        parts: list[Part],
+        watching: Watching,
+        out: Undo,
+    ) -> None:
+        self.lo = lo
+        self.hi = hi
+        self.ours = ours
+        self.watching = watching
+        self.out = out
+        watched = [weak for part in parts for weak in watching.get(id(part), ())]
+        dicts = _dict_ids(ours)
+        for weak in watched:
+            array = weak()
+            if array is not None:
+                dicts.add(id(_OBJECTS(array)))
+            del array
+        self.dicts = dicts
+        self.shared = _shared_dicts(ours, watched)
 
-    ``dicts``: the ids of the ``_objects`` dicts of the arena's arrays (an
-    entry that holds one holds nothing that array does not: its entries are
-    pruned, or kept, on their own).
-    """
-    objects = _OBJECTS(array)
-    if not objects or id(objects) in shared:
-        return
-    for key, entry in list(objects.items()):
-        reached: list[Piece] = []
-        # (an entry that holds none of the arena's memory counts nothing)
-        if key != _SOURCE_KEY and _arena_only(entry, lo, hi, ours, dicts, reached) and reached:
-            undo.append((objects, key, reached))  # (first: an interrupt then loses nothing)
-            taken = objects.pop(key, None)
-            if taken is not entry and taken is not None:
-                # replaced since it was judged (by a signal handler): the new one stays
-                objects.setdefault(key, taken)
-            del taken
+    def prune_part(self, part: Part) -> None:
+        """:meth:`prune_dict` for each array of ``part`` and each live array it watches.
+
+        (A watched array is held weakly meanwhile: one that only its own links
+        kept, taken out, dies here.)
+        """
+        for array in part.arrays.values():
+            self.prune_dict(array)
+        for weak in self.watching.get(id(part), ()):
+            watched = weak()
+            if watched is not None:
+                self.prune_dict(watched)
+            del watched
+
+    def prune_dict(self, array: Any) -> None:
+        """Take out the entries of ``array._objects`` holding only the arena's memory in [lo, hi).
+
+        (An entry that holds one of ``dicts`` holds nothing that array does
+        not: its entries are pruned, or kept, on their own.)
+        """
+        objects = _OBJECTS(array)
+        if not objects or id(objects) in self.shared:
+            return
+        lo, hi, ours, dicts, out = self.lo, self.hi, self.ours, self.dicts, self.out
+        for key, entry in list(objects.items()):
+            reached: list[Piece] = []
+            # (an entry that holds none of the arena's memory counts nothing)
+            if key != _SOURCE_KEY and _arena_only(entry, lo, hi, ours, dicts, reached) and reached:
+                out.append((objects, key, reached))  # (first: an interrupt then loses nothing)
+                taken = objects.pop(key, None)
+                if taken is not entry and taken is not None:
+                    # replaced since it was judged (by a signal handler): the new one stays
+                    objects.setdefault(key, taken)
+                del taken
 
 
 def _ours(parts: list[Part]) -> dict[int, tuple[Part, Any]]:
@@ -546,46 +572,6 @@ def _dict_ids(ours: dict[int, tuple[Part, Any]]) -> set[int]:
         if key is not None:
             ids.add(id(part.arrays[key]._objects))
     return ids
-
-
-#: The key, in a slot array's ``_objects``, of the registry of the arrays made
-#: over it that the arena watches (``alloc_many()``, ``as_array()``... of a type
-#: that holds pointers): ``{id(weak): (weak, the array's _objects, its first
-#: slot)}``. ctypes keeps the targets of pointers stored through such an array
-#: in the array's own ``_objects``; the registry keeps that dict (the values
-#: still point at the targets) and, once the array is gone, the arena moves
-#: its entries to the slot arrays before a count (``_typed_bulk``). While the
-#: array lives, a count judges its entries as a part array's. (ctypes' own
-#: keys are hex numbers joined by ``:``, and ``_SOURCE_KEY``.)
-WATCH_KEY = "linalloc:arrays"
-
-
-def registries(array: Any) -> list[dict[int, Any]]:
-    """The registries of watched arrays in ``array._objects`` (see :data:`WATCH_KEY`).
-
-    (Lazy growth pairs the entries of two parts' arrays in tuples.)
-    """
-    objects = _OBJECTS(array)
-    todo = [objects.get(WATCH_KEY)] if type(objects) is dict else []
-    found = []
-    while todo:
-        item = todo.pop()
-        if type(item) is dict:
-            found.append(item)
-        elif type(item) is tuple:
-            todo.extend(item)
-    return found
-
-
-def _watched(parts: list[Part]) -> list[Any]:
-    """Weak references to the arrays the parts' arrays' registries watch."""
-    return [
-        entry[0]
-        for part in parts
-        for array in part.arrays.values()
-        for registry in registries(array)
-        for entry in registry.values()
-    ]
 
 
 def _view_of(part: Part, key: Any, address: int, size: int | None) -> Any:
@@ -840,10 +826,7 @@ def _may_run_code(obj: Any) -> bool:
     if not getweakrefcount(obj):
         return False
     return any(
-        [
-            type(weak) is not _weak_ref or _CALLBACK(weak) is not None
-            for weak in getweakrefs(obj)
-        ]
+        [type(weak) is not _weak_ref or _CALLBACK(weak) is not None for weak in getweakrefs(obj)]
     )
 
 

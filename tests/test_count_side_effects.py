@@ -175,7 +175,7 @@ def _interrupted_reset(arena: Any, n: int) -> bool:
     True if the interrupt was raised (else the reset ran, and was refused).
     """
     try:
-        interrupted = _interrupted(_views._prune_dict.__code__, n, arena.reset)
+        interrupted = _interrupted(_views._Scope.prune_dict.__code__, n, arena.reset)
     except BufferError:
         return False
     assert interrupted, "the reset was accepted while a value lives"
