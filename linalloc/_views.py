@@ -787,7 +787,6 @@ def freed_prefix(values: list[Any]) -> int:
     collecting = gc.isenabled()
     try:
         gc.disable()  # (a finalizer the collector runs could take a value after the count)
-        counts = _refcounts(values)
         quiet = False
         if values:  # (the values of one window: one type, one array)
             first = values[0]
@@ -800,7 +799,8 @@ def freed_prefix(values: list[Any]) -> int:
             )
             del first
         freed = 0
-        while quiet and freed < len(counts) and counts[freed] == _LISTED_ONE:
+        counts = _refcounts(values) if quiet else []
+        while freed < len(counts) and counts[freed] == _LISTED_ONE:
             freed += 1
         values.clear()
         return freed
