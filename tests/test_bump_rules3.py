@@ -1,0 +1,110 @@
+"""More rules of the untyped arenas (``linalloc._bump``), checked one by one: a
+finalizer run while ``alloc_uninit_slice`` gives a window back cannot allocate
+from the arena, and ``alloc_array`` clears the arrays that hold pointers (and
+only those) over memory an earlier use left dirty."""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any
+
+from conftest import run_python
+
+from linalloc import Layout, address
+
+BUSY = (
+    "the arena is busy: a drop callback cannot allocate from, rewind, reset or close "
+    "the arena it is dropping from, nor can code that runs in the middle of one of its "
+    "calls (a finalizer, a signal handler)"
+)
+
+
+def new_struct(name: str) -> Any:
+    """A Structure type of one ``c_int64`` no other test has instances of."""
+    return type(name, (ctypes.Structure,), {"_fields_": [("x", ctypes.c_int64)]})
+
+
+def dirty_reset(arena: Any, byte: bytes = b"\xa5") -> None:
+    """Fill the whole arena with non-zero bytes through a view, then reset it."""
+    view = arena.alloc_uninit_slice(Layout(arena.capacity))
+    view[:] = byte * arena.capacity
+    del view
+    arena.reset()
+
+
+# -- a window given back by alloc_uninit_slice -----------------------------------------
+
+
+def test_a_finalizer_run_while_a_slice_gives_a_window_back_cannot_allocate(
+    bump_cls: type,
+) -> None:
+    # The value made ahead for the window dies as alloc_uninit_slice gives the window
+    # back; the __del__ its type got since runs then, in the middle of that call.
+    local = new_struct("Local")
+    arena = bump_cls(1 << 12)
+    a = arena.alloc(local)
+    b = arena.alloc(local)  # a window of two: one value made ahead
+    assert a is not None and b is not None
+    fired: list[object] = []
+
+    def finalizer(self: Any) -> None:
+        if fired:
+            return
+        try:
+            made = arena.alloc_uninit_slice(Layout(8))
+            fired.append(type(made).__name__)  # (the view itself is not kept)
+            del made
+        except RuntimeError as error:  # (its message only: no frames kept)
+            fired.append(("RuntimeError", str(error)))
+
+    local.__del__ = finalizer
+    try:
+        view = arena.alloc_uninit_slice(Layout(8))
+    finally:
+        del local.__del__
+    assert fired == [("RuntimeError", BUSY)]
+    # the value that could have run code keeps its slot: the view comes after it
+    assert isinstance(view, memoryview) and address(view) == ctypes.addressof(b) + 16
+    assert arena.used == 32 and arena.live_views() == 3
+    after = arena.alloc_uninit_slice(Layout(8))  # the arena goes on as usual
+    assert after is not None and address(after) == address(view) + 8
+    del a, b, view, after
+    arena.reset()
+    assert arena.used == 0
+
+
+# -- alloc_array over dirty memory -------------------------------------------------------
+
+
+def test_alloc_array_clears_arrays_holding_pointers_and_only_those(bump_cls: type) -> None:
+    # Plain numbers keep the bytes an earlier use left ("bytes not cleared")...
+    arena = bump_cls(256)
+    dirty_reset(arena)
+    numbers = arena.alloc_array(ctypes.c_uint8, 16)
+    assert numbers is not None and bytes(numbers) == b"\xa5" * 16
+    del numbers
+    arena.reset()
+    # ...pointers come back NULL (in a child: a stale one would crash the reader).
+    result = run_python(
+        f"""
+        import ctypes, linalloc
+        from linalloc import Layout
+        arena = linalloc.{bump_cls.__name__}(256)
+        view = arena.alloc_uninit_slice(Layout(256))
+        view[:] = b"\\xa5" * 256
+        del view
+        arena.reset()
+        arena.alloc_uninit_slice(Layout(1))  # an odd offset before the arrays
+        strings = arena.alloc_array(ctypes.c_char_p, 4)
+        pointers = arena.alloc_array(ctypes.POINTER(ctypes.c_int64), 3)
+        raw = ctypes.string_at(ctypes.addressof(strings), ctypes.sizeof(strings))
+        assert raw == bytes(len(raw)), raw
+        raw = ctypes.string_at(ctypes.addressof(pointers), ctypes.sizeof(pointers))
+        assert raw == bytes(len(raw)), raw
+        assert list(strings) == [None] * 4 and not any(pointers[k] for k in range(3))
+        print("null", arena.used)
+        """,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["null", str(8 + 4 * 8 + 3 * 8)]
