@@ -9,28 +9,10 @@ import ctypes
 from typing import Any
 
 from conftest import run_python
+from test_bump import dirty_reset
+from test_bump_rules2 import BUSY, new_struct
 
 from linalloc import Layout, address
-
-BUSY = (
-    "the arena is busy: a drop callback cannot allocate from, rewind, reset or close "
-    "the arena it is dropping from, nor can code that runs in the middle of one of its "
-    "calls (a finalizer, a signal handler)"
-)
-
-
-def new_struct(name: str) -> Any:
-    """A Structure type of one ``c_int64`` no other test has instances of."""
-    return type(name, (ctypes.Structure,), {"_fields_": [("x", ctypes.c_int64)]})
-
-
-def dirty_reset(arena: Any, byte: bytes = b"\xa5") -> None:
-    """Fill the whole arena with non-zero bytes through a view, then reset it."""
-    view = arena.alloc_uninit_slice(Layout(arena.capacity))
-    view[:] = byte * arena.capacity
-    del view
-    arena.reset()
-
 
 # -- a window given back by alloc_uninit_slice -----------------------------------------
 
