@@ -9,8 +9,10 @@
 # two at a time, and the whole run stops after MUTATION_TIME_LIMIT seconds
 # (default 1800); mutants not reached by then are reported as not checked.
 # Prints the score (killed / checked) and every surviving mutant's diff.
-# Work files go to ./mutants (deleted first unless MUTATION_KEEP=1). After adding
-# tests, MUTATION_RECHECK=1 runs again only the mutants that survived or timed out.
+# Work files go to ./mutants (deleted first unless MUTATION_KEEP=1, which keeps the
+# results and runs only the mutants without one: a run stopped by its time limit goes
+# on from there). After adding tests, MUTATION_RECHECK=1 also runs again the mutants
+# that survived or timed out.
 # Every run first maps each function to all the tests that reach it (about ten
 # minutes on these 2 cores).
 set -u
@@ -58,9 +60,27 @@ export PYTHONPATH
 export PYTHONDONTWRITEBYTECODE=1
 
 start=$SECONDS
-timeout --signal=INT --kill-after=60 "$limit" \
-    mutmut run --max-children "$children" ${patterns[@]+"${patterns[@]}"}
-status=$?
+# mutmut runs again every mutant a name or pattern given to it matches, result or
+# not: when results are kept, make the mutants and map the tests first (mutmut stops,
+# failing, at a name no mutant has), then name the mutants of these modules that have
+# no result yet (new, changed since, or not reached).
+targets=(${patterns[@]+"${patterns[@]}"})
+if [ "${MUTATION_KEEP:-0}" = 1 ] && [ "${#patterns[@]}" -gt 0 ]; then
+    mutmut run --max-children "$children" "linalloc.no-such-mutant" >/dev/null 2>&1
+    mapfile -t targets < <(mutmut results --all true 2>/dev/null |
+        awk -F': ' '$2 ~ /not checked/ {gsub(/^ +/, "", $1); print $1}' |
+        python -c 'import fnmatch, sys; p = sys.argv[1:]
+for line in sys.stdin:
+    name = line.strip()
+    if any(fnmatch.fnmatch(name, x) for x in p): print(name)' "${patterns[@]}")
+    echo "${#targets[@]} mutants of these modules have no result yet"
+fi
+status=0
+if [ "${#patterns[@]}" = 0 ] || [ "${#targets[@]}" -gt 0 ]; then
+    timeout --signal=INT --kill-after=60 "$limit" \
+        mutmut run --max-children "$children" ${targets[@]+"${targets[@]}"}
+    status=$?
+fi
 left=$((limit - (SECONDS - start)))
 if [ "${#recheck[@]}" -gt 0 ] && [ "$status" != 124 ] && [ "$left" -gt 0 ]; then
     # (mutants of a function that changed were made again: keep the names still there)
