@@ -40,6 +40,8 @@ WATCH_KEY = "linalloc:arrays"
 def watch(array: Any, first: int) -> Any:
     """Watch ``array`` (``from_buffer`` over a slot array, from slot ``first`` on); return it."""
     objects = array._objects
+    if type(objects) is not dict:  # (no element: ctypes keeps the source as _objects itself)
+        return array  # (nothing can be stored through it)
     kept = objects[_SOURCE_KEY].obj._objects
     old = kept.get(WATCH_KEY)
     registry = old

@@ -22,6 +22,7 @@ from conftest import UNDER_MUTATION, at_line_of, run_python, traced
 
 import linalloc
 import linalloc._typed_bulk
+import linalloc._watch
 from linalloc import _views
 
 
@@ -701,9 +702,17 @@ def test_a_list_linked_inside_a_bulk_array_does_not_block_reset(kind: str) -> No
 
 
 @pytest.mark.skipif(UNDER_MUTATION, reason="traces a line of the library: not under mutmut")
-def test_an_interrupt_while_a_gone_arrays_keepalives_move_loses_none() -> None:
+@pytest.mark.parametrize(
+    "code",
+    [
+        linalloc._typed_bulk.BulkAllocation._settle.__code__,
+        linalloc._watch.settle.__code__,
+        linalloc._watch.take_over_keepalives.__code__,
+    ],
+    ids=["_settle", "settle", "take_over_keepalives"],
+)
+def test_an_interrupt_while_a_gone_arrays_keepalives_move_loses_none(code: Any) -> None:
     """At every line of the move: what the array kept stays kept, now or after the next count."""
-    code = linalloc._typed_bulk.BulkAllocation._settle.__code__
     n = 1
     while True:
         arena = linalloc.TypedArena(Linked2, 8)

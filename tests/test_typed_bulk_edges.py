@@ -132,6 +132,25 @@ def test_pointer_into_memory_before_the_checkpoint_does_not_stop_the_rewind(
     arena.close()
 
 
+def test_as_array_of_an_empty_arena_of_a_pointer_type_is_an_empty_array(
+    typed_cls: type,
+) -> None:
+    arena = typed_cls(Node, 8)
+    empty = arena.as_array()
+    assert len(empty) == 0 and type(empty)._type_ is Node
+    first = arena.alloc(1)
+    cp = arena.checkpoint()
+    second = arena.alloc(2)
+    del second
+    arena.rewind(cp)
+    before = arena.as_array()  # (empty past the checkpoint: the same)
+    assert [node.v for node in before] == [1]
+    del empty, before, first
+    arena.reset()
+    assert arena.alloc(3).v == 3
+    arena.close()
+
+
 def test_a_request_that_cannot_fit_returns_none_even_while_memory_is_held(
     typed_cls: type,
 ) -> None:
