@@ -1,0 +1,306 @@
+"""More rules of a typed arena's slots and of its dropper, checked in this process.
+
+From the docstrings of ``linalloc._slots`` and of the typed arenas: every value
+is dropped, exactly once, even when a callback raises; an arena brought back to
+life at collection time (by its drop callback, or by its owner's ``__del__``)
+works as a fresh one when nothing was kept, and its dropper then keeps nothing
+of what the arena stores later; a value the callback keeps keeps the targets of
+its pointers, and a collection reports no error of the library's own (values
+pointing at values of an older slot array included); nothing is dropped while
+the interpreter shuts down.
+
+Only eager arenas are brought back to life here: a lazy arena revived that way
+loses its memory (see tests/test_slots_rules.py).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import re
+import sys
+from typing import Any
+from weakref import ref
+
+import pytest
+
+from linalloc import TypedArena, address
+
+# -- a callback's error that hides its traceback ---------------------------------------------
+
+
+class _Opaque(Exception):
+    """An error whose ``__traceback__`` reads as None and ignores stores (as a proxy may)."""
+
+    @property
+    def __traceback__(self) -> Any:
+        return None
+
+    @__traceback__.setter
+    def __traceback__(self, value: Any) -> None:
+        pass
+
+
+def test_every_value_is_dropped_when_a_callback_raises_an_error_without_a_traceback(
+    typed_cls: type,
+) -> None:
+    dropped: list[int] = []
+
+    def drop(value: Any) -> None:
+        dropped.append(value.value)
+        if value.value in (4, 2):
+            raise _Opaque(value.value)
+
+    arena = typed_cls(ctypes.c_int64, 8, drop=drop)
+    for k in range(1, 6):
+        arena.alloc(k)
+    with pytest.raises(_Opaque) as caught:
+        arena.reset()
+    assert caught.value.args == (4,)  # the first error
+    assert dropped == [5, 4, 3, 2, 1]
+    assert len(arena) == 0
+    del caught
+    arena.close()
+    assert dropped == [5, 4, 3, 2, 1]
+
+
+# -- nothing is dropped while the interpreter shuts down -------------------------------------
+
+
+def test_an_arena_collected_while_the_interpreter_shuts_down_drops_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # (The interpreter's own shutdown is checked in a child: tests/test_slots_rules.py.)
+    dropped: list[int] = []
+    arena = TypedArena(ctypes.c_int64, 8, drop=lambda value: dropped.append(value.value))
+    for k in (1, 2, 3):
+        arena.alloc(k)
+    gc.collect()
+    with monkeypatch.context() as patch:
+        patch.setattr(sys, "is_finalizing", lambda: True)
+        del arena
+        gc.collect()
+    assert dropped == []
+
+
+# -- an arena brought back to life with nothing left to drop ---------------------------------
+
+
+class _Phoenix:
+    """Owns an arena whose callback is its own method (a cycle); comes back when collected."""
+
+    revived: list[_Phoenix] = []
+
+    def __init__(self) -> None:
+        self.arena = TypedArena(ctypes.c_int64, 8, drop=self.release)
+        self.dropped: list[int] = []
+
+    def release(self, value: Any) -> None:
+        self.dropped.append(value.value)
+
+    def __del__(self) -> None:
+        _Phoenix.revived.append(self)
+
+
+def test_an_arena_revived_with_no_value_left_resets_allocates_and_closes() -> None:
+    gc.collect()
+    owner = _Phoenix()
+    values = [owner.arena.alloc(k) for k in (1, 2)]
+    first = address(values[0])
+    del values
+    owner.arena.reset()
+    assert owner.dropped == [2, 1]
+    del owner  # nothing left to drop: the collection drops nothing
+    gc.collect()
+    try:
+        (owner,) = _Phoenix.revived
+        arena = owner.arena
+        assert owner.dropped == [2, 1] and len(arena) == 0
+        arena.reset()
+        again: Any = arena.alloc(3)
+        assert address(again) == first and again.value == 3
+        del again
+        arena.close()
+        assert owner.dropped == [2, 1, 3] and arena.closed
+    finally:
+        _Phoenix.revived.clear()
+
+
+# -- an arena revived by its callback, its first slot once dead ------------------------------
+
+_ARENA: list[Any] = []
+
+
+class _AllocatesThenFails(ctypes.Structure):
+    """``_AllocatesThenFails(-1)`` allocates 99 from the arena in ``_ARENA``, then raises."""
+
+    _fields_ = [("v", ctypes.c_int64)]
+
+    def __init__(self, *args: Any) -> None:
+        if args == (-1,):
+            _ARENA[0].alloc().v = 99
+            raise ValueError("boom")
+        super().__init__(*args)
+
+
+class _Reviver:
+    """Owns an arena whose callback keeps the owner (not the value): the arena lives again."""
+
+    revived: list[_Reviver] = []
+
+    def __init__(self, ctype: Any) -> None:
+        self.arena = TypedArena(ctype, 8, drop=self.release)
+        self.dropped: list[int] = []
+
+    def release(self, value: Any) -> None:
+        self.dropped.append(value.v)
+        _Reviver.revived.append(self)
+
+
+def test_an_arena_revived_at_collection_drops_the_value_in_its_once_dead_first_slot() -> None:
+    gc.collect()
+    owner = _Reviver(_AllocatesThenFails)
+    _ARENA.append(owner.arena)
+    message = "cannot build a _AllocatesThenFails from (-1,): boom"
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        owner.arena.alloc(-1)  # slot 0 stays used (dead); 99 is in slot 1
+    _ARENA.clear()
+    assert len(owner.arena) == 2
+    del owner
+    gc.collect()
+    try:
+        owner = _Reviver.revived[0]
+        assert owner.dropped == [99]  # the dead slot is passed over
+        arena = owner.arena
+        assert len(arena) == 0
+        values = [arena.alloc(k) for k in (10, 11)]  # slot 0 is an ordinary one again
+        del values
+        arena.reset()
+        assert owner.dropped == [99, 11, 10]
+        arena.close()
+    finally:
+        _Reviver.revived.clear()
+
+
+# -- pointer targets and an arena revived by its callback ------------------------------------
+
+
+class _Node(ctypes.Structure):
+    _fields_ = [("v", ctypes.c_int64), ("p", ctypes.POINTER(ctypes.c_int64))]
+
+
+def test_an_arena_revived_with_no_value_kept_keeps_no_pointer_target_of_a_freed_value() -> None:
+    gc.collect()
+    owner = _Reviver(_Node)
+    for k in (1, 2, 3):
+        owner.arena.alloc(k)
+    del owner
+    gc.collect()
+    unraisable: list[Any] = []
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = unraisable.append
+    try:
+        owner = _Reviver.revived[0]
+        arena: Any = owner.arena
+        assert owner.dropped == [3, 2, 1] and len(arena) == 0
+        targets = []
+        for _ in range(2):  # (the second time, in slot arrays made since it came back)
+            for k in range(3):
+                target = ctypes.c_int64(k)
+                arena.alloc(k).p = ctypes.pointer(target)
+                targets.append(ref(target))
+            del target
+            arena.reset()
+        gc.collect()
+        assert [target() for target in targets] == [None] * 6
+        assert owner.dropped == [3, 2, 1, 2, 1, 0, 2, 1, 0]
+        arena.close()
+    finally:
+        sys.unraisablehook = old_hook
+        _Reviver.revived.clear()
+    assert unraisable == []
+
+
+class _Target(ctypes.Structure):
+    _fields_ = [("x", ctypes.c_int64)]
+
+
+class _Linked(ctypes.Structure):
+    _fields_ = [("n", ctypes.c_int64), ("p", ctypes.POINTER(_Target))]
+
+
+def _targets() -> int:
+    # (counted by the collector: a weak reference is cleared in a collected cycle)
+    return sum(1 for obj in gc.get_objects() if type(obj) is _Target)
+
+
+class _Keeper:
+    """Owns an arena whose callback (its own method: a cycle) keeps each value."""
+
+    def __init__(self, kept: list[Any]) -> None:
+        self.arena = TypedArena(_Linked, 64, drop=self.keep)
+        self.kept = kept
+
+    def keep(self, value: Any) -> None:
+        self.kept.append(value)
+
+
+def test_values_kept_when_a_cycle_is_collected_keep_their_pointer_targets() -> None:
+    gc.collect()
+    before = _targets()
+    kept: list[Any] = []
+    keeper = _Keeper(kept)
+    arena: Any = keeper.arena
+    for n in range(3):
+        target = _Target(100 + n)
+        arena.alloc(n).p = ctypes.pointer(target)
+    del target, arena
+    unraisable: list[Any] = []
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = unraisable.append
+    try:
+        del keeper
+        gc.collect()
+    finally:
+        sys.unraisablehook = old_hook
+    assert unraisable == []
+    assert sorted(value.n for value in kept) == [0, 1, 2]
+    assert _targets() == before + 3  # (checked before any is read: they may be freed)
+    assert sorted(value.p.contents.x for value in kept) == [100, 101, 102]
+    kept.clear()
+    gc.collect()
+    assert _targets() == before
+
+
+class _Chained(ctypes.Structure):
+    pass
+
+
+_Chained._fields_ = [("v", ctypes.c_int64), ("next", ctypes.POINTER(_Chained))]
+
+
+def test_a_value_pointing_at_a_value_before_a_checkpoint_is_collected_without_an_error() -> None:
+    # The slot array before the checkpoint lives on with the value it points at
+    # (through the keep-alives carried to the dropper), and dies while the
+    # dropper finishes: what it carries then must not raise.
+    gc.collect()
+    dropped: list[int] = []
+    arena: Any = TypedArena(_Chained, 8, drop=lambda value: dropped.append(value.v))
+    older = arena.alloc(1)
+    whole = arena.as_array()  # (watched: the type holds a pointer)
+    del whole
+    assert arena.live_views() == 1  # (the count settles what the array kept)
+    arena.checkpoint()
+    newer = arena.alloc(2)
+    newer.next = ctypes.pointer(older)
+    del older, newer
+    unraisable: list[Any] = []
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = unraisable.append
+    try:
+        del arena
+        gc.collect()
+    finally:
+        sys.unraisablehook = old_hook
+    assert unraisable == []
+    assert dropped == [2, 1]
