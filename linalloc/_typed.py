@@ -126,7 +126,9 @@ class TypedArena(SlotWindows[T], BulkAllocation[T], FailedAllocation[T]):
             array_type = array_type_of(slot_type(self._ctype), max(n, 0))
             if self._dropper is not None and self._pointers:
                 array_type = carrying_type(array_type)  # (keep-alives for a collection-time drop)
-            part.arrays[_SLOTS] = array_type.from_buffer(part.root, self._offset)
+            # (a lazy root over nothing committed yet may end before the offset)
+            start = min(self._offset, len(part.root))
+            part.arrays[_SLOTS] = array_type.from_buffer(part.root, start)
         else:
             # Zero-size values: every allocation succeeds and none is counted.
             part.take = partial(self._ctype.from_buffer, part.root, self._offset)

@@ -49,7 +49,8 @@ class SlotWindows(TypedState[T]):
         store = self._store
         if store.retired:
             return 0
-        return min(self._capacity, (int(store.committed) - self._offset) // self._size)
+        whole = (int(store.committed) - self._offset) // self._size  # (-1: ends before the offset)
+        return max(min(self._capacity, whole), 0)
 
     def _restart(self, k: int) -> None:
         """Hand out slots from k on: close the window; the next allocation opens one at k.
