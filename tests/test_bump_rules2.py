@@ -42,6 +42,17 @@ def new_struct(name: str) -> Any:
     return type(name, (ctypes.Structure,), {"_fields_": [("x", ctypes.c_int64)]})
 
 
+def window_of_two(bump_cls: type) -> tuple[Any, Any, Any, Any]:
+    """A new struct type, an arena, and two values of that type from it: the second opens
+    a window of two, so one value is made ahead."""
+    local = new_struct("Local")
+    arena = bump_cls(1 << 12)
+    a = arena.alloc(local)
+    b = arena.alloc(local)  # a window of two: one value made ahead
+    assert a is not None and b is not None
+    return local, arena, a, b
+
+
 # -- capacity ------------------------------------------------------------------------
 
 
@@ -134,11 +145,7 @@ def test_alloc_of_no_ctypes_type_while_a_window_opens_is_refused(bump_cls: type)
 def test_a_call_closing_a_window_is_busy_while_it_gives_the_window_back(
     bump_cls: type, which: str
 ) -> None:
-    local = new_struct("Local")
-    arena = bump_cls(1 << 12)
-    a = arena.alloc(local)
-    b = arena.alloc(local)  # a window of two: one value made ahead
-    assert a is not None and b is not None
+    local, arena, a, b = window_of_two(bump_cls)
     actions: dict[str, Callable[[], object]] = {
         "alloc_uninit_slice": lambda: arena.alloc_uninit_slice(Layout(8)),
         "alloc simple": lambda: arena.alloc(ctypes.c_int64),

@@ -10,7 +10,7 @@ from typing import Any
 
 from conftest import run_python
 from test_bump import dirty_reset
-from test_bump_rules2 import BUSY, new_struct
+from test_bump_rules2 import BUSY, window_of_two
 
 from linalloc import Layout, address
 
@@ -22,11 +22,7 @@ def test_a_finalizer_run_while_a_slice_gives_a_window_back_cannot_allocate(
 ) -> None:
     # The value made ahead for the window dies as alloc_uninit_slice gives the window
     # back; the __del__ its type got since runs then, in the middle of that call.
-    local = new_struct("Local")
-    arena = bump_cls(1 << 12)
-    a = arena.alloc(local)
-    b = arena.alloc(local)  # a window of two: one value made ahead
-    assert a is not None and b is not None
+    local, arena, a, b = window_of_two(bump_cls)  # (b opened it: one value made ahead)
     fired: list[object] = []
 
     def finalizer(self: Any) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+from typing import Any
 from weakref import ref
 
 import pytest
@@ -92,17 +93,24 @@ class _Node(ctypes.Structure):
     _fields_ = [("n", ctypes.c_int64), ("p", ctypes.POINTER(ctypes.c_int64))]
 
 
-def test_a_living_arena_keeps_no_pointer_target_of_a_freed_value(typed_cls: type) -> None:
-    # What a collection-time drop needs is carried only once the arena is gone.
-    arena = typed_cls(_Node, 64, drop=lambda value: None)
+def point_at_new_targets(arena: Any, rounds: int, count: int) -> list[ref[ctypes.c_int64]]:
+    """``rounds`` times: ``count`` values (0, 1, ...), each pointing at a new ``c_int64``,
+    then ``arena.reset()``; weak references to the targets."""
     targets = []
-    for _ in range(3):
-        for n in range(10):
+    for _ in range(rounds):
+        for n in range(count):
             target = ctypes.c_int64(n)
             arena.alloc(n).p = ctypes.pointer(target)
             targets.append(ref(target))
         del target
         arena.reset()
+    return targets
+
+
+def test_a_living_arena_keeps_no_pointer_target_of_a_freed_value(typed_cls: type) -> None:
+    # What a collection-time drop needs is carried only once the arena is gone.
+    arena = typed_cls(_Node, 64, drop=lambda value: None)
+    targets = point_at_new_targets(arena, rounds=3, count=10)
     gc.collect()
     assert [target() for target in targets] == [None] * 30
     arena.close()

@@ -180,19 +180,31 @@ def _targets() -> int:
     return sum(1 for obj in gc.get_objects() if type(obj) is _Target)
 
 
+def alloc_pointing_at_targets(arena: Any) -> None:
+    """Values 0, 1 and 2 of ``_Node`` from ``arena``, pointing at new ``_Target``s 100, 101
+    and 102 (nothing else holds them)."""
+    for n in range(3):
+        target = _Target(100 + n)
+        arena.alloc(n).p = ctypes.pointer(target)
+
+
+def assert_kept_keep_their_targets(kept: list[Any], before: int) -> None:
+    """``kept`` holds values 0, 1 and 2 of ``alloc_pointing_at_targets``, and they keep
+    their targets alive until they go (``before``: the ``_Target``s that lived before)."""
+    assert sorted(value.n for value in kept) == [0, 1, 2]
+    assert _targets() == before + 3  # (counted before any is read: they may be freed)
+    assert sorted(value.p.contents.x for value in kept) == [100, 101, 102]
+    kept.clear()
+    gc.collect()
+    assert _targets() == before
+
+
 def test_values_kept_at_collection_keep_their_pointer_targets(typed_cls: type) -> None:
     gc.collect()
     before = _targets()
     kept: list[Any] = []
     arena = typed_cls(_Node, 64, drop=kept.append)
-    for n in range(3):
-        target = _Target(100 + n)
-        arena.alloc(n).p = ctypes.pointer(target)
-    del target, arena
+    alloc_pointing_at_targets(arena)
+    del arena
     gc.collect()
-    assert sorted(value.n for value in kept) == [0, 1, 2]
-    assert _targets() == before + 3
-    assert sorted(value.p.contents.x for value in kept) == [100, 101, 102]
-    kept.clear()
-    gc.collect()
-    assert _targets() == before
+    assert_kept_keep_their_targets(kept, before)

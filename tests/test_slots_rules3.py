@@ -20,9 +20,12 @@ import gc
 import re
 import sys
 from typing import Any
-from weakref import ref
 
 import pytest
+from misuse_cases import Unraisable
+from test_collection_drops import point_at_new_targets
+from test_slots_rules2 import _Node as _Linked
+from test_slots_rules2 import _targets, alloc_pointing_at_targets, assert_kept_keep_their_targets
 
 from linalloc import TypedArena, address
 
@@ -196,42 +199,20 @@ def test_an_arena_revived_with_no_value_kept_keeps_no_pointer_target_of_a_freed_
         owner.arena.alloc(k)
     del owner
     gc.collect()
-    unraisable: list[Any] = []
-    old_hook = sys.unraisablehook
-    sys.unraisablehook = unraisable.append
-    try:
-        owner = _Reviver.revived[0]
-        arena: Any = owner.arena
-        assert owner.dropped == [3, 2, 1] and len(arena) == 0
-        targets = []
-        for _ in range(2):  # (the second time, in slot arrays made since it came back)
-            for k in range(3):
-                target = ctypes.c_int64(k)
-                arena.alloc(k).p = ctypes.pointer(target)
-                targets.append(ref(target))
-            del target
-            arena.reset()
-        gc.collect()
-        assert [target() for target in targets] == [None] * 6
-        assert owner.dropped == [3, 2, 1, 2, 1, 0, 2, 1, 0]
-        arena.close()
-    finally:
-        sys.unraisablehook = old_hook
-        _Reviver.revived.clear()
-    assert unraisable == []
-
-
-class _Target(ctypes.Structure):
-    _fields_ = [("x", ctypes.c_int64)]
-
-
-class _Linked(ctypes.Structure):
-    _fields_ = [("n", ctypes.c_int64), ("p", ctypes.POINTER(_Target))]
-
-
-def _targets() -> int:
-    # (counted by the collector: a weak reference is cleared in a collected cycle)
-    return sum(1 for obj in gc.get_objects() if type(obj) is _Target)
+    with Unraisable() as unraisable:
+        try:
+            owner = _Reviver.revived[0]
+            arena: Any = owner.arena
+            assert owner.dropped == [3, 2, 1] and len(arena) == 0
+            # (the second round: in slot arrays made since it came back)
+            targets = point_at_new_targets(arena, rounds=2, count=3)
+            gc.collect()
+            assert [target() for target in targets] == [None] * 6
+            assert owner.dropped == [3, 2, 1, 2, 1, 0, 2, 1, 0]
+            arena.close()
+        finally:
+            _Reviver.revived.clear()
+    assert unraisable.seen == []
 
 
 class _Keeper:
@@ -250,26 +231,13 @@ def test_values_kept_when_a_cycle_is_collected_keep_their_pointer_targets() -> N
     before = _targets()
     kept: list[Any] = []
     keeper = _Keeper(kept)
-    arena: Any = keeper.arena
-    for n in range(3):
-        target = _Target(100 + n)
-        arena.alloc(n).p = ctypes.pointer(target)
-    del target, arena
-    unraisable: list[Any] = []
-    old_hook = sys.unraisablehook
-    sys.unraisablehook = unraisable.append
-    try:
+    alloc_pointing_at_targets(keeper.arena)
+    with Unraisable() as unraisable:
         del keeper
         gc.collect()
-    finally:
-        sys.unraisablehook = old_hook
-    assert unraisable == []
-    assert sorted(value.n for value in kept) == [0, 1, 2]
-    assert _targets() == before + 3  # (checked before any is read: they may be freed)
-    assert sorted(value.p.contents.x for value in kept) == [100, 101, 102]
-    kept.clear()
-    gc.collect()
-    assert _targets() == before
+    assert unraisable.seen == []
+    # (_targets() counts by the collector: a weak reference is cleared in a collected cycle)
+    assert_kept_keep_their_targets(kept, before)
 
 
 class _Chained(ctypes.Structure):
@@ -294,13 +262,8 @@ def test_a_value_pointing_at_a_value_before_a_checkpoint_is_collected_without_an
     newer = arena.alloc(2)
     newer.next = ctypes.pointer(older)
     del older, newer
-    unraisable: list[Any] = []
-    old_hook = sys.unraisablehook
-    sys.unraisablehook = unraisable.append
-    try:
+    with Unraisable() as unraisable:
         del arena
         gc.collect()
-    finally:
-        sys.unraisablehook = old_hook
-    assert unraisable == []
+    assert unraisable.seen == []
     assert dropped == [2, 1]

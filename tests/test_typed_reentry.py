@@ -108,17 +108,23 @@ def test_a_finalizer_run_while_an_allocation_changes_the_arena_is_refused(
     assert arena.closed and log[6:] == []
 
 
+def try_to_allocate(arena: Any, outcomes: list[str], *args: object) -> None:
+    """``arena.alloc(*args)``; ``outcomes`` gets how it ended: "busy" (refused: the arena is
+    busy), "allocated", or the other error it raised, as text."""
+    try:
+        arena.alloc(*args)
+    except RuntimeError as exc:
+        outcomes.append("busy" if str(exc) == BUSY else str(exc))
+    except Exception as exc:  # noqa: BLE001 - recorded, asserted on by the caller
+        outcomes.append(f"{type(exc).__name__}: {exc}")
+    else:
+        outcomes.append("allocated")
+
+
 def _probe_calls(arena: Any, started: list[int], outcomes: list[str]) -> Callable[..., None]:
     def probe(frame: Any, event: str, arg: Any) -> None:
         if started and event == "call":
-            try:
-                arena.alloc(100)
-            except RuntimeError as exc:
-                outcomes.append("busy" if str(exc) == BUSY else str(exc))
-            except Exception as exc:  # noqa: BLE001 - recorded, asserted on below
-                outcomes.append(f"{type(exc).__name__}: {exc}")
-            else:
-                outcomes.append("allocated")
+            try_to_allocate(arena, outcomes, 100)
 
     return probe
 

@@ -27,7 +27,7 @@ import sys
 from typing import Any, Callable
 
 import pytest
-from test_bump_rules2 import BUSY
+from test_typed_reentry import try_to_allocate
 
 from linalloc import TypedArena, TypedArenaLazy, _typed_windows
 from linalloc._store import EagerStore
@@ -134,6 +134,38 @@ def test_zero_size_values_are_aligned_in_a_buffer_less_aligned_than_their_type()
     arena.close()
 
 
+# -- running code in the middle of a call (as a signal handler could) -------------
+
+
+def _is_call_from(frame: Any, event: str, function: str, caller: str) -> bool:
+    """Whether ``event`` is a call of ``function`` from a function whose name holds
+    ``caller`` (in a profile or trace function).
+
+    Also under mutmut, which renames each function (``xǁCursorǁcount__mutmut_orig``)
+    and calls it through a wrapper of its own: frames of mutmut's code are skipped.
+    """
+    if event != "call" or not _named(frame.f_code.co_name, function):
+        return False
+    back = frame.f_back
+    while back is not None and "mutmut" in back.f_code.co_filename:
+        back = back.f_back
+    return back is not None and caller in back.f_code.co_name
+
+
+def _named(name: str, function: str) -> bool:
+    """Whether a code object's ``name`` is ``function``'s (or mutmut's name for it)."""
+    return name == function or re.fullmatch(rf"x(ǁ\w+ǁ|_){function}__mutmut_\w+", name) is not None
+
+
+def _profiled(profile: Callable[..., None], call: Callable[[], object]) -> object:
+    """``call()`` with ``profile`` set as the profile function (as ``conftest.traced``)."""
+    sys.setprofile(profile)
+    try:
+        return call()
+    finally:
+        sys.setprofile(None)
+
+
 # -- a MemoryError while a value is made ----------------------------------------
 
 
@@ -185,29 +217,13 @@ def test_no_allocation_runs_while_alloc_raw_gives_back_a_slot_after_a_memory_err
     outcomes: list[str] = []
 
     def probe(frame: Any, event: str, arg: object) -> None:
-        if (
-            event == "call"
-            and not outcomes
-            and frame.f_code.co_name == "count"
-            and "alloc_raw" in frame.f_back.f_code.co_name
-        ):
-            try:
-                arena.alloc(100)
-            except RuntimeError as exc:
-                outcomes.append("busy" if str(exc) == BUSY else str(exc))
-            except Exception as exc:  # noqa: BLE001 - recorded, asserted on below
-                outcomes.append(f"{type(exc).__name__}: {exc}")
-            else:
-                outcomes.append("allocated")
+        if not outcomes and _is_call_from(frame, event, "count", "alloc_raw"):
+            try_to_allocate(arena, outcomes, 100)
 
     _failing_value_maker(monkeypatch, fail_at=2)
     first = arena.alloc_raw(1)
-    sys.setprofile(probe)
-    try:
-        with pytest.raises(MemoryError, match="^injected$"):
-            arena.alloc_raw(2)
-    finally:
-        sys.setprofile(None)
+    with pytest.raises(MemoryError, match="^injected$"):
+        _profiled(probe, lambda: arena.alloc_raw(2))
     assert outcomes == ["busy"]
     assert len(arena) == 1 and [v.value for v in arena] == [1]
     second = arena.alloc_raw(3)
@@ -229,14 +245,7 @@ def test_a_finalizer_run_as_a_reset_frees_what_pointers_kept_cannot_allocate(
         """Kept alive by a pointer stored in a value; its death tries to allocate."""
 
         def __del__(self) -> None:
-            try:
-                arena.alloc(None, 100)
-            except RuntimeError as exc:
-                log.append("busy" if str(exc) == BUSY else str(exc))
-            except Exception as exc:  # noqa: BLE001 - recorded, asserted on below
-                log.append(f"{type(exc).__name__}: {exc}")
-            else:
-                log.append("allocated")
+            try_to_allocate(arena, log, None, 100)
 
     class Node(ctypes.Structure):
         _fields_ = [("p", ctypes.POINTER(Noisy)), ("v", ctypes.c_int64)]
@@ -279,12 +288,7 @@ def test_a_view_made_in_the_middle_of_a_reset_without_drops_makes_it_refuse(
     taken: list[Any] = []
 
     def probe(frame: Any, event: str, arg: object) -> None:
-        if (
-            event == "call"
-            and not taken
-            and frame.f_code.co_name == "_drop_after"
-            and "_rewind_to" in frame.f_back.f_code.co_name
-        ):
+        if not taken and _is_call_from(frame, event, "_drop_after", "_rewind_to"):
             taken.extend(
                 obj
                 for obj in gc.get_objects()
@@ -292,12 +296,8 @@ def test_a_view_made_in_the_middle_of_a_reset_without_drops_makes_it_refuse(
                 and ctypes.addressof(obj) == where
             )
 
-    sys.setprofile(probe)
-    try:
-        with pytest.raises(BufferError, match="^cannot reset: 1 view of this arena still alive"):
-            arena.reset()
-    finally:
-        sys.setprofile(None)
+    with pytest.raises(BufferError, match="^cannot reset: 1 view of this arena still alive"):
+        _profiled(probe, arena.reset)
     assert len(taken) == 1
     assert len(arena) == 2 and [link.v for link in arena] == [1, 2]
     third = arena.alloc(None, 3)  # (nothing is held)
@@ -317,11 +317,7 @@ def _interrupt_at_call(function: str, caller: str, fired: list[str]) -> Callable
     ``function``; ``fired`` gets ``function``'s name then."""
 
     def profile(frame: Any, event: str, arg: object) -> None:
-        if (
-            event == "call"
-            and frame.f_code.co_name == function
-            and caller in frame.f_back.f_code.co_name
-        ):
+        if _is_call_from(frame, event, function, caller):
             sys.setprofile(None)
             fired.append(function)
             raise KeyboardInterrupt
@@ -335,12 +331,8 @@ def test_alloc_works_after_a_checkpoint_interrupted_while_switching_parts(
     arena: Any = typed_cls(ctypes.c_int64, 64)
     first = arena.alloc(1)
     fired: list[str] = []
-    sys.setprofile(_interrupt_at_call("count", "_switch_part", fired))
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            arena.checkpoint()
-    finally:
-        sys.setprofile(None)
+    with pytest.raises(KeyboardInterrupt):
+        _profiled(_interrupt_at_call("count", "_switch_part", fired), arena.checkpoint)
     assert fired == ["count"]
     second = arena.alloc(2)
     assert second is not None and second.value == 2
@@ -362,11 +354,7 @@ def test_zero_size_values_are_handed_out_after_a_reset_interrupted_twice(
     fired: list[str] = []
 
     def trace(frame: Any, event: str, arg: object) -> None:
-        if (
-            event == "call"
-            and frame.f_code.co_name == "_unlinked_views"
-            and "_rewind_to" in frame.f_back.f_code.co_name
-        ):
+        if _is_call_from(frame, event, "_unlinked_views", "_rewind_to"):
             sys.settrace(None)
             fired.append("_unlinked_views")
             raise KeyboardInterrupt
