@@ -47,6 +47,14 @@ for line in sys.stdin:
     echo "rechecking ${#recheck[@]} mutants that survived or timed out"
 fi
 [ "${MUTATION_KEEP:-0}" = 1 ] || rm -rf mutants
+# A module listed in only_mutate since ./mutants was made has a plain copy there, which
+# mutmut takes as up to date (it goes by the files' times): drop it, to be mutated.
+if [ -d mutants ]; then
+    for listed in $(python -c 'import tomllib
+print(*tomllib.load(open("pyproject.toml", "rb"))["tool"]["mutmut"]["only_mutate"])'); do
+        [ -f "mutants/$listed" ] && [ ! -f "mutants/$listed.meta" ] && rm -f "mutants/$listed"
+    done
+fi
 # mutmut maps each function to the tests that reached it when it collected its
 # stats, and on a later run collects them again for new tests only: a function
 # added or changed since would be tested by the new tests alone (its mutants then
