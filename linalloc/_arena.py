@@ -21,12 +21,14 @@ from __future__ import annotations
 import gc
 from _thread import _local, get_ident
 from _weakref import ref
+from itertools import chain
 
 from ._store import EagerStore
 from ._views import Ledger, Part, Region, collect_and_count, reusable
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import TracebackType
     from typing import Any, NoReturn
 
@@ -297,17 +299,32 @@ class ArenaBase:
 
     def _unlinked_views(self, since: int = 0) -> int:
         """``_views(since)`` less what the arena's own pointers into itself hold."""
-        watching = self._settle()
         lo, hi = self._memory_range()
-        return self._ledger.unlinked(since, self._ahead(), lo, hi, self._address_of, watching)
+        ledger, address_of = self._ledger, self._address_of
+        return self._settled(
+            lambda watching: ledger.unlinked(since, self._ahead(), lo, hi, address_of, watching)
+        )
+
+    def _held_views(self) -> int:
+        """Live views of the held memory; forgets it once there are none."""
+        return self._settled(self._ledger.held_views)
+
+    def _settled(self, count: Callable[[Watching], int]) -> int:
+        """``count`` of the live watched arrays, once what the gone ones kept is settled.
+
+        A watched array that only its own keep-alives held (``ctypes.cast`` puts
+        it in them) dies in the count, what it kept not settled yet: settle it
+        and count again.
+        """
+        while True:
+            watching = self._settle()
+            live = count(watching)
+            if live <= 0 or all([weak() is not None for weak in chain(*watching.values())]):
+                return live
 
     def _settle(self) -> Watching:
         """Before a count: the live watched arrays (``_watch``: typed arenas only)."""
         return {}
-
-    def _held_views(self) -> int:
-        """Live views of the held memory; forgets it once there are none."""
-        return self._ledger.held_views(self._settle())
 
     def _refuse_if_viewed(self, action: str, since: int = 0) -> None:
         """``BufferError`` if a view of the memory of ``regions[since:]`` is alive."""

@@ -45,9 +45,11 @@ def watch(array: Any, first: int) -> Any:
     kept = objects[_SOURCE_KEY].obj._objects
     old = kept.get(WATCH_KEY)
     registry = old
-    if type(registry) is not dict:  # (none yet, or two paired by lazy growth)
+    if type(registry) is not dict:  # none yet, or several paired by lazy growth: one of all
         registry = {}
-        kept[WATCH_KEY] = registry if old is None else (old, registry)
+        for older in _registries_in(old):
+            registry.update(older)
+        kept[WATCH_KEY] = registry  # (one store: what the pair held is all in it)
     weak = ref(array)
     registry[id(weak)] = (weak, objects, first)
     return array
@@ -59,7 +61,12 @@ def registries(array: Any) -> list[dict[int, Any]]:
     (Lazy growth carries two parts' entries into one, paired in a tuple.)
     """
     objects = _OBJECTS(array)
-    todo = [objects.get(WATCH_KEY)] if type(objects) is dict else []
+    return _registries_in(objects.get(WATCH_KEY) if type(objects) is dict else None)
+
+
+def _registries_in(item: Any) -> list[dict[int, Any]]:
+    """The registry dicts in ``item``: one, or tuples of them (nested), or None."""
+    todo = [item]
     found = []
     while todo:
         item = todo.pop()
@@ -113,10 +120,12 @@ def take_over_keepalives(
     for key, entry in list(objects.items()):
         if key == _SOURCE_KEY or entry is None:
             continue
-        head, colon, last = key.rpartition(":")
+        # (ctypes names a field's entry by its path, in hex numbers; ``ctypes.cast``
+        # adds ``id(source)``, an int; a caller may add anything)
+        head, colon, last = key.rpartition(":") if type(key) is str else ("", "", "")
         try:
             slot = int(last, 16) + first
-        except ValueError:  # pragma: no cover - not a key ctypes makes
+        except ValueError:  # (no slot: kept with the memory the array was made over)
             source._objects[f"linalloc:{id(entry)}"] = entry
             continue
         target = target_of(slot)
