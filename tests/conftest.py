@@ -34,6 +34,31 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # holds more views than the library's own frames do.
 UNDER_MUTATION = "mutmut" in sys.modules
 
+
+if UNDER_MUTATION:
+
+    @pytest.hookimpl(hookwrapper=True, tryfirst=True)
+    def pytest_runtest_teardown(item: pytest.Item) -> Any:
+        """No collection while mutmut records which functions a test reached (its stats).
+
+        Its stats hook iterates a set that the library's functions add to as they
+        run: a finalizer run by the collector there (a drop callback) would change
+        the set during the iteration (``RuntimeError``). Collect first, then hold
+        the collector off.
+        """
+        if os.environ.get("MUTANT_UNDER_TEST") != "stats":
+            yield
+            return
+        gc.collect()
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            yield
+        finally:
+            if collecting:
+                gc.enable()
+
+
 BUMP_KINDS = [linalloc.BumpArena, linalloc.BumpArenaLazy]
 TYPED_KINDS = [linalloc.TypedArena, linalloc.TypedArenaLazy]
 
