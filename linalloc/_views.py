@@ -918,7 +918,8 @@ def _arena_only(
             # by _based_on, not another piece)
             objects = _OBJECTS(cdata)
             if type(objects) is dict:
-                todo.extend([value for key, value in objects.items() if key != _SOURCE_KEY])
+                if id(objects) not in dicts:  # (an array's of the arena: judged on its own)
+                    todo.extend([value for key, value in objects.items() if key != _SOURCE_KEY])
             elif objects is not _source_of(cdata):
                 todo.append(objects)
         else:

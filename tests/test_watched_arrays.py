@@ -195,3 +195,21 @@ def test_an_array_cast_to_a_pointer_leaves_the_counts_working_once_it_is_gone(
     assert arena.live_views() == 0  # (the array died in the count, held by itself alone)
     arena.reset()
     assert arena.alloc(v=2).v == 2 and arena.live_views() == 1
+
+
+def test_a_link_to_an_array_whose_elements_point_outside_lets_the_arena_reset(
+    typed_cls: type,
+) -> None:
+    """The array's own keep-alives (the link out) are judged on their own: they count nothing."""
+    arena: Any = typed_cls(Node, 8)
+    first, second = arena.alloc(1), arena.alloc(2)
+    nodes = arena.as_array()
+    outside = Node(9)
+    nodes[1].next = ctypes.pointer(outside)  # (kept: a link out of the arena)
+    first.next = nodes  # (a link within the arena, through the array)
+    assert second.next.contents.v == 9
+    del nodes, first, second
+    gc.collect()
+    assert arena.live_views() == 0
+    arena.reset()
+    assert arena.alloc(3).v == 3
