@@ -236,24 +236,35 @@ class SafetyMachine(RuleBasedStateMachine):
         UNUSABLE.append(f"{slot.kind}/{slot.drop}: {what}: {type(exc).__name__}: {exc}")
 
     def linked_both_ways(self, slot: Slot) -> bool:
-        """Whether ``slot``'s arena is on a cycle of pointers or copies between arenas.
+        """Whether ``slot``'s arena is on a cycle of pointers or copies between arenas,
+        or is viewed, through links or copies, by an arena on such a cycle (that one
+        never resets, so its links keep this one viewed).
 
         (A by-value copy of another arena's value shares that arena's keep-alives:
         its links into itself stay counted while the copy lives, README.)
         """
+        return any(
+            self._on_a_cycle(other)
+            for other in self.slots
+            if other is slot or slot.serial in self._viewed_by(other)
+        )
+
+    def _viewed_by(self, slot: Slot) -> set[int]:
+        """The serials of the arenas ``slot``'s links and copies reach, transitively."""
         by_serial = {other.serial: other for other in self.slots}
         seen: set[int] = set()
         todo = [*slot.links_to, *slot.copied_from]
         while todo:
             serial = todo.pop()
-            if serial == slot.serial:
-                return True
             if serial in seen or serial not in by_serial:
                 continue
             seen.add(serial)
             todo.extend(by_serial[serial].links_to)
             todo.extend(by_serial[serial].copied_from)
-        return False
+        return seen
+
+    def _on_a_cycle(self, slot: Slot) -> bool:
+        return slot.serial in self._viewed_by(slot)
 
     def records(self) -> list[Rec]:
         return [rec for _, rec in self.held] + [rec for _, recs in self.arrays for rec in recs]
@@ -587,6 +598,42 @@ def machine_run() -> tuple[Any, dict[str, int]]:
         if len(words) == 2 and words[0] in COUNTS and words[1].isdigit():
             numbers[words[0]] = int(words[1])
     return result, numbers
+
+
+def test_an_arena_viewed_by_arenas_linked_both_ways_is_not_taken_as_broken() -> None:
+    """A found example: the first arena links into the second and the second into the
+    first (a documented cycle: neither resets), and the first also into the third,
+    which then stays viewed too. Replayed step by step, with no interrupt."""
+    machine = SafetyMachine()
+    machine.start(kinds=["BumpArena"] * 3, drops=["none"] * 3, types=[0, 0, 0])
+    try:
+
+        def alloc(which: int = 0) -> None:
+            machine.alloc(which=which, type_index=0, interrupt_at=0)
+
+        alloc()
+        machine.link(0, 0)
+        alloc()
+        for _ in range(5):
+            machine.link(0, 0)
+        for _ in range(3):
+            alloc()
+        machine.link(0, 0)
+        alloc(1)
+        alloc(2)
+        machine.link(0, 0)
+        machine.link(0, 0)
+        machine.link(0, 2154)
+        for _ in range(3):
+            machine.release(arrays=False, i=0)
+        machine.link(0, 3)
+        machine.link(2, 0)
+        mutual = COUNTS["mutual"]
+        machine.teardown()  # (an arena refused with no interrupt and no cycle fails here)
+        assert COUNTS["mutual"] > mutual
+        assert [slot.broken for slot in machine.slots] == [True, True, True]
+    finally:
+        gc.unfreeze()
 
 
 def test_machine_never_under_counts_nor_aliases(machine_run: tuple[Any, dict[str, int]]) -> None:
