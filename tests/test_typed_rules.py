@@ -405,3 +405,22 @@ def test_a_lazy_arena_of_a_type_aligned_to_three_aligns_its_values_by_address() 
         del values
         arena.reset()
         arena.close()
+
+
+# -- the types values are handed out as -----------------------------------------
+
+
+def test_values_of_a_subclass_of_a_simple_type_are_of_that_subclass(typed_cls: type) -> None:
+    class Counter(ctypes.c_int64):
+        pass
+
+    arena = typed_cls(Counter, 4)
+    value = arena.alloc(7)
+    assert type(value) is Counter and value.value == 7
+
+
+def test_arenas_of_one_simple_type_hand_out_values_of_one_type(typed_cls: type) -> None:
+    first, second = typed_cls(ctypes.c_int64, 4), typed_cls(ctypes.c_int64, 4)
+    a, b = first.alloc(1), second.alloc(2)
+    assert type(a) is type(b) and isinstance(a, ctypes.c_int64)
+    assert (a.value, b.value) == (1, 2)
