@@ -7,12 +7,12 @@ from __future__ import annotations
 import ctypes
 import gc
 import re
-import sys
 from typing import Any, Callable
 
 import pytest
 from conftest import BUMP_KINDS, TYPED_KINDS
 from test_bump_rules2 import BUSY
+from test_typed_rules import _is_call_from, _Link, _profiled, reset_taking_a_view_of
 
 ALL_KINDS = BUMP_KINDS + TYPED_KINDS
 STILL_ALIVE = (
@@ -35,32 +35,6 @@ def allocate(arena: Any) -> Any:
 
 def exactly(text: str) -> str:
     return "^" + re.escape(text) + "$"
-
-
-def _named(name: str, function: str) -> bool:
-    """Whether a code object's ``name`` is ``function``'s (or mutmut's name for it)."""
-    return name == function or re.fullmatch(rf"x(ǁ\w+ǁ|_){function}__mutmut_\w+", name) is not None
-
-
-def _is_call_from(frame: Any, event: str, function: str, caller: str) -> bool:
-    """Whether ``event`` is a call of ``function`` from a function whose name holds ``caller``
-    (frames of mutmut's own wrappers, if any, are skipped)."""
-    if event != "call" or not _named(frame.f_code.co_name, function):
-        return False
-    back = frame.f_back
-    while back is not None and "mutmut" in back.f_code.co_filename:
-        back = back.f_back
-    return back is not None and caller in back.f_code.co_name
-
-
-def _profiled(profile: Callable[..., None], call: Callable[[], object]) -> object:
-    """``call()`` with ``profile`` as the profile function (it runs at every Python
-    call, as a signal handler could)."""
-    sys.setprofile(profile)
-    try:
-        return call()
-    finally:
-        sys.setprofile(None)
 
 
 def _outcome(action: Callable[[], object]) -> object:
@@ -158,6 +132,22 @@ def test_code_run_in_the_middle_of_a_checkpoint_cannot_make_views(cls: type) -> 
     assert len(arena) == 1
 
 
+def _close_refused_running(arena: Any, calls: list[Callable[[], object]]) -> None:
+    """A ``close()`` refused for one view, while finalizers run in its middle make
+    ``calls``: each finds the arena busy."""
+    seen: list[object] = []
+    gc.disable()
+    try:
+        for call in calls:
+            _Finalizer(call, seen)
+        with pytest.raises(BufferError, match="^cannot close: 1 view"):
+            arena.close()
+    finally:
+        gc.enable()
+    assert len(seen) == len(calls)
+    assert all(isinstance(e, RuntimeError) and str(e) == BUSY for e in seen), seen
+
+
 @pytest.mark.parametrize("cls", ALL_KINDS, ids=lambda c: c.__name__)
 def test_code_run_in_the_middle_of_a_refused_close_cannot_change_the_arena(cls: type) -> None:
     # A refused close collects garbage before counting again: a finalizer run then
@@ -165,17 +155,7 @@ def test_code_run_in_the_middle_of_a_refused_close_cannot_change_the_arena(cls: 
     arena = make(cls)
     kept = allocate(arena)
     used = arena.used
-    seen: list[object] = []
-    gc.disable()
-    try:
-        _Finalizer(arena.checkpoint, seen)
-        _Finalizer(arena.reset, seen)
-        with pytest.raises(BufferError, match="^cannot close: 1 view"):
-            arena.close()
-    finally:
-        gc.enable()
-    assert len(seen) == 2
-    assert all(isinstance(e, RuntimeError) and str(e) == BUSY for e in seen), seen
+    _close_refused_running(arena, [arena.checkpoint, arena.reset])
     assert not arena.closed and arena.used == used
     del kept
     arena.close()
@@ -185,28 +165,11 @@ def test_code_run_in_the_middle_of_a_refused_close_cannot_change_the_arena(cls: 
 def test_code_run_in_the_middle_of_a_refused_close_cannot_make_views(cls: type) -> None:
     arena = cls(ctypes.c_int64, 8)
     kept = arena.alloc(5)
-    seen: list[object] = []
-    gc.disable()
-    try:
-        _Finalizer(arena.as_array, seen)
-        _Finalizer(lambda: list(arena), seen)
-        with pytest.raises(BufferError, match="^cannot close: 1 view"):
-            arena.close()
-    finally:
-        gc.enable()
-    assert len(seen) == 2
-    assert all(isinstance(e, RuntimeError) and str(e) == BUSY for e in seen), seen
+    _close_refused_running(arena, [arena.as_array, lambda: list(arena)])
     assert arena.live_views() == 1
     del kept
     arena.close()
     assert arena.closed
-
-
-class _Link(ctypes.Structure):
-    pass
-
-
-_Link._fields_ = [("next", ctypes.POINTER(_Link)), ("v", ctypes.c_int64)]
 
 
 @pytest.mark.parametrize("cls", BUMP_KINDS, ids=lambda c: c.__name__)
@@ -223,19 +186,7 @@ def test_a_view_made_in_the_middle_of_an_untyped_reset_makes_it_refuse(cls: type
     first.next = ctypes.pointer(second)
     where = ctypes.addressof(second)
     del first, second
-    taken: list[Any] = []
-
-    def probe(frame: Any, event: str, arg: object) -> None:
-        if not taken and _is_call_from(frame, event, "_drop_after", "_rewind_to"):
-            taken.extend(
-                obj
-                for obj in gc.get_objects()
-                if isinstance(obj, (ctypes.Array, ctypes.Structure))
-                and ctypes.addressof(obj) == where
-            )
-
-    with pytest.raises(BufferError, match="^cannot reset: 1 view of this arena still alive"):
-        _profiled(probe, arena.reset)
+    taken = reset_taking_a_view_of(arena, where)
     assert len(taken) == 1
     assert ctypes.c_int64.from_address(where + _Link.v.offset).value == 2  # (untouched)
     assert arena.used == 2 * ctypes.sizeof(_Link)

@@ -271,6 +271,26 @@ class _Link(ctypes.Structure):
 _Link._fields_ = [("next", ctypes.POINTER(_Link)), ("v", ctypes.c_int64)]
 
 
+def reset_taking_a_view_of(arena: Any, where: int) -> list[Any]:
+    """``arena.reset()``, refused, while code run in its middle (a profile function, as a
+    signal handler could) takes the objects over ``where`` from the collector's list,
+    as the reset starts its drops; returns what it took."""
+    taken: list[Any] = []
+
+    def probe(frame: Any, event: str, arg: object) -> None:
+        if not taken and _is_call_from(frame, event, "_drop_after", "_rewind_to"):
+            taken.extend(
+                obj
+                for obj in gc.get_objects()
+                if isinstance(obj, (ctypes.Array, ctypes.Structure))
+                and ctypes.addressof(obj) == where
+            )
+
+    with pytest.raises(BufferError, match="^cannot reset: 1 view of this arena still alive"):
+        _profiled(probe, arena.reset)
+    return taken
+
+
 def test_a_view_made_in_the_middle_of_a_reset_without_drops_makes_it_refuse(
     typed_cls: type,
 ) -> None:
@@ -285,19 +305,7 @@ def test_a_view_made_in_the_middle_of_a_reset_without_drops_makes_it_refuse(
     first.next = ctypes.pointer(second)
     where = ctypes.addressof(second)
     del first, second
-    taken: list[Any] = []
-
-    def probe(frame: Any, event: str, arg: object) -> None:
-        if not taken and _is_call_from(frame, event, "_drop_after", "_rewind_to"):
-            taken.extend(
-                obj
-                for obj in gc.get_objects()
-                if isinstance(obj, (ctypes.Array, ctypes.Structure))
-                and ctypes.addressof(obj) == where
-            )
-
-    with pytest.raises(BufferError, match="^cannot reset: 1 view of this arena still alive"):
-        _profiled(probe, arena.reset)
+    taken = reset_taking_a_view_of(arena, where)
     assert len(taken) == 1
     assert len(arena) == 2 and [link.v for link in arena] == [1, 2]
     third = arena.alloc(None, 3)  # (nothing is held)
