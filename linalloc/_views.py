@@ -70,9 +70,12 @@ part forgotten              only with no view left (lazy growth), or once a
                             keeps the store, so the memory, alive (rule 1)
 part held                   ``Held`` keeps the part strongly: its views count
                             as a listed part's, whatever the collector does
-own links left out          keep-alive entries that hold only the arena's own
+own links left out          keep-alive entries that hold the arena's own
                             memory are taken out for one count and put back
                             in its ``finally`` (:meth:`Ledger.unlinked`);
+                            what else they hold (the bytes of a ``c_char_p``,
+                            objects outside the arena) is kept meanwhile, in
+                            ``Ledger.out``, so what it refers to still counts;
                             never deleted for good, since a struct copied by
                             value later shares the dict and needs them. One
                             an interrupt kept out stays in ``Ledger.out``
@@ -121,8 +124,9 @@ if TYPE_CHECKING:
     #: pieces of the arena's memory the entry held, as (part, key, address, size)).
     Undo = list[tuple[Any, Any, list["Piece"]]]
     #: A piece of the arena's memory an entry held: (part, key of its object, None
-    #: for the root; address, size; a size of None: a memoryview of the object)
-    Piece = tuple["Part", Any, int, "int | None"]
+    #: for the root; address, size; a size of None: a memoryview of the object).
+    #: Or something else the entry held, kept as it is for the count: (None, it, 0, None).
+    Piece = tuple["Part | None", Any, int, "int | None"]
     #: The live watched arrays (``_watch``) over each part, by ``id`` of part:
     #: weak references.
     Watching = dict[int, list[Any]]
@@ -204,6 +208,10 @@ def _from_buffer_key() -> str:
 
 
 _SOURCE_KEY = _from_buffer_key()
+
+#: The key of the watched-array registry in a slot array's ``_objects`` (see
+#: ``_watch``): a count never takes it out (it is put back as a tuple of views).
+WATCH_KEY = "linalloc:arrays"
 
 
 class Region:
@@ -301,7 +309,10 @@ class Ledger:
         for part in parts:
             scope.prune_part(part)
         for _, _, reached in self.out[first:]:  # (put back over the roots, which span most)
-            reached[:] = [(part, None, address, size) for part, _, address, size in reached]
+            reached[:] = [
+                (part, None, address, size) if part is not None else (part, key, address, size)
+                for part, key, address, size in reached
+            ]
 
     def index(self, region: Region | None) -> int:
         """Where ``region`` is among the regions (by identity), or -1."""
@@ -452,8 +463,17 @@ class Ledger:
         # through an array made after it). Held memory stays held.
         starts = [address_of(region.start) for region in regions]
         for _, _, reached in self.out:
-            for i, (part, _, address, size) in enumerate(reached):
-                if id(part.root) in now:
+            if any([size is not None for whose, _, _, size in reached if whose is not None]):
+                # (a memoryview of a whole object keeps the store alive, which a
+                # view over any part does too: put back over region 0, it would
+                # hold that region's root from memory that may later be held)
+                reached[:] = [
+                    piece for piece in reached if piece[0] is None or piece[3] is not None
+                ]
+            for i, (whose, _, address, size) in enumerate(reached):
+                if whose is None:
+                    continue  # (kept as it was)
+                if id(whose.root) in now:
                     # (the region of its last byte: a piece that spans two
                     # regions counts on the later one, which is freed first. A
                     # memoryview of a whole object keeps the memory in being,
@@ -464,7 +484,7 @@ class Ledger:
                         at = 0
                     reached[i] = (regions[at].parts[-1], None, address, size)
                 else:
-                    reached[i] = (part, None, address, size)  # (held: its root spans most)
+                    reached[i] = (whose, None, address, size)  # (held: its root spans most)
         self._held_links(watching)  # (held memory counts too, as in held_views)
 
     def put_back(self) -> None:
@@ -546,7 +566,12 @@ class _Scope:
         for key, entry in list(objects.items()):
             reached: list[Piece] = []
             # (an entry that holds none of the arena's memory counts nothing)
-            if key != _SOURCE_KEY and _arena_only(entry, lo, hi, ours, dicts, reached) and reached:
+            if (
+                key != _SOURCE_KEY
+                and key != WATCH_KEY
+                and _arena_only(entry, lo, hi, ours, dicts, reached)
+                and any([piece[0] is not None for piece in reached])
+            ):
                 out.append((objects, key, reached))  # (first: an interrupt then loses nothing)
                 taken = objects.pop(key, None)
                 if taken is not entry and taken is not None:
@@ -574,13 +599,15 @@ def _dict_ids(ours: dict[int, tuple[Part, Any]]) -> set[int]:
     return ids
 
 
-def _view_of(part: Part, key: Any, address: int, size: int | None) -> Any:
+def _view_of(part: Part | None, key: Any, address: int, size: int | None) -> Any:
     """A ``c_char`` array over ``[address, address + size)``, made from a part's object.
 
     A ``size`` of None, or memory the object does not span (it was reached
     through it, not in it): a memoryview of the whole object, which keeps at
-    least as much alive.
+    least as much alive. A ``part`` of None: ``key`` itself (kept as it was).
     """
+    if part is None:
+        return key  # (kept as it was: see _arena_only)
     base = part.root if key is None else part.arrays[key]
     if size is None or not 0 <= address - ctypes.addressof(base) <= ctypes.sizeof(base) - size:
         return memoryview(base)
@@ -853,15 +880,22 @@ def _arena_only(
     dicts: set[int],
     reached: list[Piece],
 ) -> bool:
-    """True if a keep-alive entry holds nothing but the arena's memory in ``[lo, hi)``.
+    """True if a keep-alive entry can be taken out for a count, leaving out its arena memory.
 
     ``ours``: the arena's roots and arrays by id (memoryviews of them, and
     ctypes objects based on them, are its own). ``dicts``: the ids of their
     ``_objects`` dicts (judged on their own, not walked). ``reached``: gets a
-    :data:`Piece` for each piece of the arena's memory the entry holds. Runs
-    no code of a caller's (exact types only; ctypes' own getters), walks with
-    a list, not by recursion (a chain of any depth), and is False as soon as
-    something the entry holds could run code as it dies.
+    :data:`Piece` for each piece of the arena's memory in ``[lo, hi)`` the
+    entry holds, and one for each object it holds that is none of this
+    arena's memory (the bytes of a ``c_char_p`` field, a ctypes object
+    outside the arena): such an object is not let go during the count, but
+    kept as it is (so whatever it refers to still counts) and put back with
+    the views. False if the entry holds something let go that could run
+    code as it dies, or this arena's memory that is not its own now (held,
+    or past ``hi``; a memoryview of a root the count does not list: what
+    holds it may lie in memory that is). Runs no code of
+    a caller's (exact types only; ctypes' own getters), and walks with a
+    list, not by recursion (a chain of any depth).
     """
     store = _owner_of(ours)
     seen: set[int] = set()
@@ -877,10 +911,9 @@ def _arena_only(
         elif kind is tuple:  # (a pointer field set from an array: its _objects, itself)
             todo.extend(item)
         elif kind is memoryview:
-            # a view of one of this arena's roots or arrays, or of another
-            # arena's root: what it keeps alive is memory that every value of
-            # that arena keeps anyway. (This arena's memory that is not its own
-            # now, held or left by a rewind, is not.)
+            # a view of one of this arena's roots or arrays; of another arena's
+            # root: kept (that arena counts it); of this arena's memory that is
+            # not its own now (held, or left by a rewind): not the arena's own.
             if _may_run_code(item):
                 return False
             whole: Any = item.obj
@@ -891,6 +924,7 @@ def _arena_only(
             elif owner is not None:
                 if owner is store:
                     return False
+                reached.append((None, item, 0, None))
             elif isinstance(whole, _CData):  # (a value of the arena, or one made over it)
                 value: Any = whole
                 start = ctypes.addressof(value)
@@ -909,7 +943,8 @@ def _arena_only(
             start = ctypes.addressof(cdata)
             size = ctypes.sizeof(cdata)
             if not lo <= start <= start + size <= hi:
-                return False
+                reached.append((None, item, 0, None))  # (with what it keeps: not walked)
+                continue
             where = _based_on(cdata, ours, todo)
             if where is None:
                 return False
@@ -922,8 +957,8 @@ def _arena_only(
                     todo.extend([value for key, value in objects.items() if key != _SOURCE_KEY])
             elif objects is not _source_of(cdata):
                 todo.append(objects)
-        else:
-            return False
+        else:  # (bytes of a c_char_p, anything else: kept, not walked)
+            reached.append((None, item, 0, None))
     return True
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from _weakref import ref
 
-from ._views import _OBJECTS, _SOURCE_KEY
+from ._views import _OBJECTS, _SOURCE_KEY, WATCH_KEY
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
@@ -32,9 +32,6 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ._views import Part
-
-#: The key of the registry in a slot array's ``_objects``.
-WATCH_KEY = "linalloc:arrays"
 
 
 def watch(array: Any, first: int) -> Any:

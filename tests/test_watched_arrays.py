@@ -213,3 +213,32 @@ def test_a_link_to_an_array_whose_elements_point_outside_lets_the_arena_reset(
     assert arena.live_views() == 0
     arena.reset()
     assert arena.alloc(3).v == 3
+
+
+def test_a_copy_out_of_a_live_array_keeps_what_its_links_point_at_counted(
+    typed_cls: type,
+) -> None:
+    """A struct copied by value out of a watched array shares the array's keep-alives.
+
+    Taken out for a count, an entry of them would let the copy's target go
+    uncounted: the array's dict is judged shared, as the arena's own are.
+    """
+    arena: Any = typed_cls(Node, 8)
+    target = arena.alloc(1)
+    array = arena.alloc_many(2)
+    array[0].next = ctypes.pointer(target)
+    holder = (Node * 1)()  # outside the arena
+    holder[0] = array[0]  # by value: ctypes keeps the array's whole _objects with it
+    del target
+    gc.collect()
+    assert arena.live_views() == 2  # the array, and the target `holder` points at
+    assert holder[0].next.contents.v == 1
+    del array
+    gc.collect()
+    assert arena.live_views() == 2  # the array's source memoryview, and the target
+    with pytest.raises(BufferError):
+        arena.reset()
+    assert holder[0].next.contents.v == 1
+    del holder
+    gc.collect()
+    arena.reset()

@@ -49,9 +49,12 @@ def mutated_source(name: str) -> tuple[str, str]:
     path = module.replace(".", "/") + ".py"
     with open(os.path.join(ROOT, "mutants", path), encoding="utf-8") as file:
         mutants = file.read()
-    # mutmut writes each mutant as a top-level function named x_NAME__mutmut_N,
-    # or xǁCLASSǁNAME__mutmut_N for a method
-    found = _function(ast.parse(mutants).body, mangled)
+    # mutmut writes each mutant as a function named x_NAME__mutmut_N, or
+    # xǁCLASSǁNAME__mutmut_N for a method: at the top, or (mutmut 3.8) in the class
+    tree = ast.parse(mutants)
+    found = _function(tree.body, mangled)
+    for cls in [n for n in tree.body if isinstance(n, ast.ClassDef)] if found is None else []:
+        found = found or _function(cls.body, mangled)
     if found is None:
         raise SystemExit(f"no mutant {mangled} in mutants/{path} (run tools/mutation.sh first)")
     text = textwrap.dedent("".join(mutants.splitlines(True)[found.lineno - 1 : found.end_lineno]))
