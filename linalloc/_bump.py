@@ -26,6 +26,7 @@ from ._address import address
 from ._arena import _THREAD, ArenaBase, _closed_error
 from ._layout import Layout, check_count, ctype_info
 from ._lazy import LazyArenaMixin
+from ._slots import slot_type
 from ._store import array_type as array_type_of
 from ._store import exact_array_type
 from ._views import Part, freed_prefix, has_finalizer
@@ -49,6 +50,26 @@ _HALT: list[Any] = [None]
 # id(ctypes type) -> (the type, whether a slice of an array of it is a list of
 # exact instances). Keyed by identity: a metaclass may make types compare equal.
 _windowed: dict[int, tuple[type[Any], bool]] = {}
+
+
+# id(ctype) -> (the type, a one-element array type over it, or None). Made with
+# ``from_buffer``, a simple value keeps its source as its whole ``_objects``, and
+# setting a ``c_char_p`` or ``c_wchar_p`` value *replaces* that with the string: the
+# value would keep the arena's memory no longer. An element of an array keeps the
+# array, whatever is set (its keep-alives go to the array's dict).
+_strings: dict[int, tuple[type[Any], Any]] = {}
+
+
+def _string_row(ctype: Any) -> Any:
+    """For ``c_char_p``/``c_wchar_p`` (and their subclasses): ``T * 1``, with T an instance type."""
+    found = _strings.get(id(ctype))
+    if found is None or found[0] is not ctype:
+        string = issubclass(ctype, ctypes._SimpleCData) and ctype._type_ in ("z", "Z")
+        found = _strings[id(ctype)] = (
+            ctype,
+            exact_array_type(slot_type(ctype), 1) if string else None,
+        )
+    return found[1]
 
 
 def _can_window(ctype: Any) -> bool:
@@ -285,6 +306,9 @@ class BumpArena(ArenaBase):
         are refused with ``TypeError``. Types holding a pointer (``POINTER(T)``,
         ``c_char_p``...) are cleared to zero (NULL): a stale address left by
         earlier use would crash the reader. ``alloc_array`` does the same.
+        A ``c_char_p`` or ``c_wchar_p`` value is an instance of a subclass
+        (as a typed arena's simple values are): ctypes would let a plain one
+        forget the arena's memory once its value is set.
 
         >>> import ctypes
         >>> from linalloc import BumpArena
@@ -323,6 +347,9 @@ class BumpArena(ArenaBase):
             if row is None:
                 if zeroed:
                     ctypes.memset(self._base + start, 0, size)
+                strings = _string_row(ctype)
+                if strings is not None:  # (of a subclass: see _strings)
+                    return strings.from_buffer(self._part.root, start)[0]
                 return ctype.from_buffer(self._part.root, start)
             # A window of n values from ``start``, in committed memory.
             n = min(max(1, 2 * self._wn) if ctype is wtype else 1, _WINDOW)

@@ -920,7 +920,11 @@ def _arena_only(
             where = ours.get(id(whole))
             owner = _root_owner(whole)
             if where is not None:
-                reached.append((*where, ctypes.addressof(whole), None))
+                # (a slice holds only its own memory: placed where it lies)
+                piece = _slice_of(item, whole)
+                if piece is None:
+                    return False
+                reached.append((*where, *piece))
             elif owner is not None:
                 if owner is store:
                     return False
@@ -960,6 +964,25 @@ def _arena_only(
         else:  # (bytes of a c_char_p, anything else: kept, not walked)
             reached.append((None, item, 0, None))
     return True
+
+
+def _slice_of(view: memoryview, whole: Any) -> tuple[int, int | None] | None:
+    """(address, size) of the memory ``view`` holds of ``whole``, a ctypes object.
+
+    A size of None: all of it (see :data:`Piece`). None if that cannot be
+    read: a view that is not contiguous, or not writable (``from_buffer``
+    needs that), and is not the whole object.
+    """
+    start = ctypes.addressof(whole)
+    if view.nbytes == ctypes.sizeof(whole) and view.c_contiguous:
+        return start, None
+    if not view.c_contiguous or view.readonly:
+        return None
+    bare: Any = _EMPTY.from_buffer(view)  # (a c_char array: no code runs as it dies)
+    return ctypes.addressof(bare), view.nbytes
+
+
+_EMPTY = ctypes.c_char * 0
 
 
 def _based_on(cdata: Any, ours: dict[int, tuple[Part, Any]], kept: list[Any]) -> Any:

@@ -1,0 +1,122 @@
+"""Values whose keep-alives ctypes keeps in an unusual place.
+
+- A simple value made with ``from_buffer`` keeps its source as its whole
+  ``_objects``; setting a ``c_char_p`` or ``c_wchar_p`` value *replaces* it
+  with the string. A bump arena's values of these types are made so that
+  they keep the arena's memory whatever their value is set to.
+- A memoryview that is a slice of the arena's memory, kept by ctypes for a
+  pointer (``ctypes.cast`` of an object made over an ``alloc_uninit_slice``),
+  holds that slice of memory: a count places it where the slice lies.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+from typing import Any
+
+import pytest
+from conftest import run_python
+
+from linalloc import Layout
+
+
+@pytest.mark.parametrize(
+    ("ctype", "text"), [(ctypes.c_char_p, b"hello"), (ctypes.c_wchar_p, "hello")]
+)
+def test_a_string_value_set_after_allocation_keeps_the_arena_viewed(
+    bump_cls: type, ctype: Any, text: Any
+) -> None:
+    arena = bump_cls(256)
+    value = arena.alloc(ctype)
+    assert isinstance(value, ctype)
+    value.value = text  # ctypes keeps the string: the value still keeps the memory
+    gc.collect()
+    assert arena.live_views() == 1
+    with pytest.raises(BufferError):
+        arena.reset()
+    with pytest.raises(BufferError):
+        arena.close()
+    assert value.value == text
+    fresh = arena.alloc(ctypes.c_int64)
+    assert ctypes.addressof(fresh) != ctypes.addressof(value)
+    del fresh
+    value.value = None
+    assert arena.live_views() == 1
+    del value
+    gc.collect()
+    arena.reset()
+
+
+@pytest.mark.parametrize("kind", ["BumpArena", "BumpArenaLazy"])
+def test_a_string_value_keeps_the_memory_once_the_arena_is_gone(kind: str) -> None:
+    # (in a child: memory released under the value would crash it)
+    result = run_python(
+        f"""
+        import ctypes, gc
+        import linalloc
+        arena = linalloc.{kind}(256)
+        value = arena.alloc(ctypes.c_char_p)
+        value.value = b"still here"
+        address = ctypes.addressof(value)
+        del arena
+        gc.collect()
+        other = linalloc.{kind}(256)
+        junk = [other.alloc(ctypes.c_int64) for _ in range(32)]
+        for item in junk:
+            item.value = -1
+        assert all(ctypes.addressof(item) != address for item in junk)
+        assert value.value == b"still here", value.value
+        print("ok")
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "ok\n"
+
+
+def test_a_pointer_kept_by_a_slice_after_a_checkpoint_stops_the_rewind(bump_cls: type) -> None:
+    P = ctypes.POINTER(ctypes.c_int64)
+
+    class Box(ctypes.Structure):
+        _fields_ = [("p", P), ("x", ctypes.c_int64)]
+
+    arena = bump_cls(4096)
+    box = arena.alloc(Box)
+    cp = arena.checkpoint()
+    raw = arena.alloc_uninit_slice(Layout.from_size_align(8, 8))
+    raw[:] = (1234).to_bytes(8, "little")
+    empty = (ctypes.c_int64 * 0).from_buffer(raw)  # keeps only a memoryview of `raw`
+    box.p = ctypes.cast(empty, P)  # box.p's keep-alive: that memoryview (a slice)
+    del empty, raw
+    gc.collect()
+    for _ in range(2):
+        assert arena.live_views() == 1  # `box`
+        with pytest.raises(BufferError):
+            arena.rewind(cp)  # box.p would point at what comes next
+        assert box.p[0] == 1234
+    box.p = P()
+    gc.collect()
+    arena.rewind(cp)
+    del box
+    arena.reset()
+
+
+def test_a_pointer_kept_by_a_slice_before_a_checkpoint_lets_the_rewind_go(bump_cls: type) -> None:
+    P = ctypes.POINTER(ctypes.c_int64)
+
+    class Box(ctypes.Structure):
+        _fields_ = [("p", P), ("x", ctypes.c_int64)]
+
+    arena = bump_cls(4096)
+    raw = arena.alloc_uninit_slice(Layout.from_size_align(8, 8))
+    raw[:] = (1234).to_bytes(8, "little")
+    cp = arena.checkpoint()
+    box = arena.alloc(Box)
+    box.p = ctypes.cast((ctypes.c_int64 * 0).from_buffer(raw), P)
+    del raw
+    keeper = arena.alloc(Box)
+    keeper.p = ctypes.cast((ctypes.c_int64 * 0).from_buffer(memoryview(box).cast("B")), P)
+    del box, keeper
+    gc.collect()
+    arena.rewind(cp)  # the links lie in the memory freed, or point before it
+    arena.reset()
