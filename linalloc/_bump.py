@@ -26,7 +26,7 @@ from ._address import address
 from ._arena import _THREAD, ArenaBase, _closed_error
 from ._layout import Layout, check_count, ctype_info
 from ._lazy import LazyArenaMixin
-from ._slots import slot_type
+from ._slots import _simple_reduce, _simple_repr
 from ._store import array_type as array_type_of
 from ._store import exact_array_type
 from ._views import Part, freed_prefix, has_finalizer
@@ -52,23 +52,24 @@ _HALT: list[Any] = [None]
 _windowed: dict[int, tuple[type[Any], bool]] = {}
 
 
-# id(ctype) -> (the type, a one-element array type over it, or None). Made with
+# id(ctype) -> (the type, the type of its values, or None). Made with
 # ``from_buffer``, a simple value keeps its source as its whole ``_objects``, and
 # setting a ``c_char_p`` or ``c_wchar_p`` value *replaces* that with the string: the
-# value would keep the arena's memory no longer. An element of an array keeps the
-# array, whatever is set (its keep-alives go to the array's dict).
+# value would keep the arena's memory no longer. Its values are of a subclass that
+# keeps the source in a slot as well. (Not an element of an array: a copy by value
+# would share the array's keep-alives, whose string setting the value again frees.)
 _strings: dict[int, tuple[type[Any], Any]] = {}
 
 
-def _string_row(ctype: Any) -> Any:
-    """For ``c_char_p``/``c_wchar_p`` (and their subclasses): ``T * 1``, with T an instance type."""
+def _string_type(ctype: Any) -> Any:
+    """The type of the values of ``c_char_p``/``c_wchar_p`` (or a subclass); None for others."""
     found = _strings.get(id(ctype))
     if found is None or found[0] is not ctype:
-        string = issubclass(ctype, ctypes._SimpleCData) and ctype._type_ in ("z", "Z")
-        found = _strings[id(ctype)] = (
-            ctype,
-            exact_array_type(slot_type(ctype), 1) if string else None,
-        )
+        made = None
+        if issubclass(ctype, ctypes._SimpleCData) and ctype._type_ in ("z", "Z"):
+            attributes = {"__slots__": ("_linalloc_source",), "__repr__": _simple_repr}
+            made = type(ctype.__name__, (ctype,), {**attributes, "__reduce__": _simple_reduce})
+        found = _strings[id(ctype)] = (ctype, made)
     return found[1]
 
 
@@ -347,10 +348,12 @@ class BumpArena(ArenaBase):
             if row is None:
                 if zeroed:
                     ctypes.memset(self._base + start, 0, size)
-                strings = _string_row(ctype)
-                if strings is not None:  # (of a subclass: see _strings)
-                    return strings.from_buffer(self._part.root, start)[0]
-                return ctype.from_buffer(self._part.root, start)
+                strings = _string_type(ctype)
+                if strings is None:
+                    return ctype.from_buffer(self._part.root, start)
+                value = strings.from_buffer(self._part.root, start)
+                value._linalloc_source = value._objects  # (see _strings)
+                return value
             # A window of n values from ``start``, in committed memory.
             n = min(max(1, 2 * self._wn) if ctype is wtype else 1, _WINDOW)
             n = min(n, (self._limit - start) // size)

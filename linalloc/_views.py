@@ -924,7 +924,10 @@ def _arena_only(
                 piece = _slice_of(item, whole)
                 if piece is None:
                     return False
-                reached.append((*where, *piece))
+                start, size = piece
+                if size is not None and not lo <= start <= start + size <= hi:
+                    return False  # (as for a ctypes object: a slice past ``hi``)
+                reached.append((*where, start, size))
             elif owner is not None:
                 if owner is store:
                     return False

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import sys
 from typing import Any
 
 import pytest
@@ -72,6 +73,69 @@ def test_a_string_value_keeps_the_memory_once_the_arena_is_gone(kind: str) -> No
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "ok\n"
+
+
+def test_a_copy_of_a_string_value_keeps_its_string_when_the_value_changes(
+    bump_cls: type,
+) -> None:
+    """As for a plain ``c_char_p``: the copy keeps the string itself, not shared keep-alives."""
+
+    class Box(ctypes.Structure):
+        _fields_ = [("s", ctypes.c_char_p)]
+
+    arena = bump_cls(256)
+    value = arena.alloc(ctypes.c_char_p)
+    text = bytes([65] * 60)  # (made here: only this test refers to it)
+    value.value = text
+    box = Box()  # outside the arena
+    box.s = value  # by value: ctypes keeps what `value` keeps for the copy
+    value.value = b"x"
+    gc.collect()
+    assert sys.getrefcount(text) == 3  # this frame, the call's argument, and `box`
+    assert box.s == text
+    del box
+    assert sys.getrefcount(text) == 2
+    assert arena.live_views() == 1
+    del value
+    arena.reset()
+
+
+def test_a_string_value_keeps_the_memory_through_many_changes(bump_cls: type) -> None:
+    arena = bump_cls(256)
+    value = arena.alloc(ctypes.c_wchar_p)
+    for n in range(50):
+        value.value = str(n) * 10
+        if n % 10 == 0:
+            with pytest.raises(BufferError):
+                arena.reset()
+    assert value.value == "49" * 10
+    assert arena.live_views() == 1
+    del value
+    arena.reset()
+
+
+def test_a_rewind_does_not_take_a_slice_past_the_checkpoint_for_its_own_link(
+    bump_cls: type,
+) -> None:
+    """Each count refuses on its own (a later recount must not be what catches it)."""
+    P = ctypes.POINTER(ctypes.c_int64)
+
+    class Box(ctypes.Structure):
+        _fields_ = [("p", P), ("x", ctypes.c_int64)]
+
+    arena = bump_cls(4096)
+    box = arena.alloc(Box)
+    cp = arena.checkpoint()
+    raw = arena.alloc_uninit_slice(Layout.from_size_align(8, 8))
+    box.p = ctypes.cast((ctypes.c_int64 * 0).from_buffer(raw), P)
+    del raw
+    gc.collect()
+    since = arena._region_of(cp)
+    assert since == 1
+    assert arena._unlinked_views(since) == 1  # the link from before the checkpoint
+    assert arena._unlinked_views(since) == 1  # (and again, once a count put it back)
+    del box
+    arena.reset()
 
 
 def test_a_pointer_kept_by_a_slice_after_a_checkpoint_stops_the_rewind(bump_cls: type) -> None:
