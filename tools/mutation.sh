@@ -48,11 +48,15 @@ for line in sys.stdin:
 fi
 [ "${MUTATION_KEEP:-0}" = 1 ] || rm -rf mutants
 # A module listed in only_mutate since ./mutants was made has a plain copy there, which
-# mutmut takes as up to date (it goes by the files' times): drop it, to be mutated.
+# mutmut takes as up to date (it goes by the files' times): drop it, to be mutated. So
+# for a listed module whose copy has no mutant in it, whatever made it (its results,
+# all "no tests", would be wrong: the tests ran the plain copy).
 if [ -d mutants ]; then
     for listed in $(python -c 'import tomllib
 print(*tomllib.load(open("pyproject.toml", "rb"))["tool"]["mutmut"]["only_mutate"])'); do
-        [ -f "mutants/$listed" ] && [ ! -f "mutants/$listed.meta" ] && rm -f "mutants/$listed"
+        if [ -f "mutants/$listed" ] && ! grep -q '__mutmut_' "mutants/$listed"; then
+            rm -f "mutants/$listed" "mutants/$listed.meta"
+        fi
     done
 fi
 # mutmut maps each function to the tests that reached it when it collected its
