@@ -26,10 +26,9 @@ from ._address import address
 from ._arena import _THREAD, ArenaBase, _closed_error
 from ._layout import Layout, check_count, ctype_info
 from ._lazy import LazyArenaMixin
-from ._slots import _simple_reduce, _simple_repr
 from ._store import array_type as array_type_of
 from ._store import exact_array_type
-from ._views import Part, freed_prefix, has_finalizer
+from ._views import _OBJECTS, Part, freed_prefix, has_finalizer
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
@@ -52,24 +51,23 @@ _HALT: list[Any] = [None]
 _windowed: dict[int, tuple[type[Any], bool]] = {}
 
 
-# id(ctype) -> (the type, the type of its values, or None). Made with
-# ``from_buffer``, a simple value keeps its source as its whole ``_objects``, and
-# setting a ``c_char_p`` or ``c_wchar_p`` value *replaces* that with the string: the
-# value would keep the arena's memory no longer. Its values are of a subclass that
-# keeps the source in a slot as well. (Not an element of an array: a copy by value
-# would share the array's keep-alives, whose string setting the value again frees.)
+# id(ctype) -> (the type, the getter of its instances' own dicts, or None). Made
+# with ``from_buffer``, a simple value keeps its source as its whole ``_objects``,
+# which setting a ``c_char_p`` or ``c_wchar_p`` value *replaces* by the string: the
+# value would keep the arena's memory no longer. The value's instance dict keeps the
+# source too, read with the plain type's getter (not a subclass's ``__dict__``).
 _strings: dict[int, tuple[type[Any], Any]] = {}
+_STRING_DICTS: Any = [
+    (plain, plain.__dict__["__dict__"].__get__) for plain in (ctypes.c_char_p, ctypes.c_wchar_p)
+]
 
 
-def _string_type(ctype: Any) -> Any:
-    """The type of the values of ``c_char_p``/``c_wchar_p`` (or a subclass); None for others."""
+def _string_dict(ctype: Any) -> Any:
+    """For ``c_char_p``/``c_wchar_p`` and their subclasses, their instances' dict getter."""
     found = _strings.get(id(ctype))
     if found is None or found[0] is not ctype:
-        made = None
-        if issubclass(ctype, ctypes._SimpleCData) and ctype._type_ in ("z", "Z"):
-            attributes = {"__slots__": ("_linalloc_source",), "__repr__": _simple_repr}
-            made = type(ctype.__name__, (ctype,), {**attributes, "__reduce__": _simple_reduce})
-        found = _strings[id(ctype)] = (ctype, made)
+        getter = next((get for plain, get in _STRING_DICTS if issubclass(ctype, plain)), None)
+        found = _strings[id(ctype)] = (ctype, getter)
     return found[1]
 
 
@@ -307,9 +305,8 @@ class BumpArena(ArenaBase):
         are refused with ``TypeError``. Types holding a pointer (``POINTER(T)``,
         ``c_char_p``...) are cleared to zero (NULL): a stale address left by
         earlier use would crash the reader. ``alloc_array`` does the same.
-        A ``c_char_p`` or ``c_wchar_p`` value is an instance of a subclass
-        (as a typed arena's simple values are): ctypes would let a plain one
-        forget the arena's memory once its value is set.
+        A ``c_char_p`` or ``c_wchar_p`` value keeps the arena's memory in its
+        instance dict too: ctypes forgets it once the value is set.
 
         >>> import ctypes
         >>> from linalloc import BumpArena
@@ -348,11 +345,10 @@ class BumpArena(ArenaBase):
             if row is None:
                 if zeroed:
                     ctypes.memset(self._base + start, 0, size)
-                strings = _string_type(ctype)
-                if strings is None:
-                    return ctype.from_buffer(self._part.root, start)
-                value = strings.from_buffer(self._part.root, start)
-                value._linalloc_source = value._objects  # (see _strings)
+                value = ctype.from_buffer(self._part.root, start)
+                own = _string_dict(ctype)
+                if own is not None:  # (see _strings)
+                    own(value)["_linalloc_source"] = _OBJECTS(value)
                 return value
             # A window of n values from ``start``, in committed memory.
             n = min(max(1, 2 * self._wn) if ctype is wtype else 1, _WINDOW)

@@ -40,10 +40,12 @@ def _simple_reduce(self: Any) -> Any:
     """Pickle and copy a value as a plain instance of the arena's ctype.
 
     (The slot subclass is made at run time: pickle could not find it by name.)
+    As for a plain one, ``ValueError`` for a pointer (``c_char_p``,
+    ``c_void_p``...): a copy would hold the address and keep nothing alive.
     """
-    reduced: Any = ctypes._SimpleCData.__reduce__(self)
-    unpickle, (cls, state) = reduced
-    return unpickle, (cls.__mro__[1], state)
+    base: Any = type(self).__mro__[1]
+    plain: Any = base.from_buffer_copy(self)
+    return plain.__reduce__()
 
 
 def slot_type(ctype: type[Any]) -> type[Any]:

@@ -184,3 +184,68 @@ def test_a_pointer_kept_by_a_slice_before_a_checkpoint_lets_the_rewind_go(bump_c
     gc.collect()
     arena.rewind(cp)  # the links lie in the memory freed, or point before it
     arena.reset()
+
+
+def test_string_values_are_plain_ones_and_links_to_them_count_until_cleared(
+    bump_cls: type,
+) -> None:
+    """Their instance dict keeps the memory: a link to one counts, as to a value with attributes."""
+    arena = bump_cls(256)
+    first, second = arena.alloc(ctypes.c_char_p), arena.alloc(ctypes.c_char_p)
+    assert type(first) is ctypes.c_char_p
+    first.value = b"name"
+    assert repr(first) == repr(ctypes.c_char_p.from_buffer_copy(first))
+
+    class Holder(ctypes.Structure):
+        _fields_ = [("p", ctypes.POINTER(ctypes.c_char_p))]
+
+    holder = arena.alloc(Holder)
+    holder.p = ctypes.pointer(second)  # (a plain one: the field takes its pointer)
+    del second
+    gc.collect()
+    assert arena.live_views() == 3  # `first`, `holder`, and the link
+    holder.p = ctypes.POINTER(ctypes.c_char_p)()
+    gc.collect()
+    assert arena.live_views() == 2
+    del first, holder
+    arena.reset()
+
+
+def test_a_string_subclass_with_its_own_dict_property_keeps_the_memory(bump_cls: type) -> None:
+    class Lying(ctypes.c_char_p):
+        @property
+        def __dict__(self) -> dict[str, Any]:  # type: ignore[override]
+            return {}  # (a throwaway: the arena must not keep the memory in it)
+
+    arena = bump_cls(256)
+    value = arena.alloc(Lying)
+    assert type(value) is Lying
+    value.value = b"set"
+    gc.collect()
+    with pytest.raises(BufferError):
+        arena.reset()
+    assert value.value == b"set"
+    del value
+    arena.reset()
+
+
+@pytest.mark.parametrize("ctype", [ctypes.c_char_p, ctypes.c_wchar_p, ctypes.c_void_p])
+@pytest.mark.parametrize("how", ["copy", "deepcopy", "pickle"])
+def test_pointer_values_are_not_copied_or_pickled_as_plain_ones_are_not(
+    bump_cls: type, typed_cls: type, ctype: Any, how: str
+) -> None:
+    """A copy would hold the address and keep nothing alive."""
+    import copy
+    import pickle
+
+    make = {
+        "copy": copy.copy,
+        "deepcopy": copy.deepcopy,
+        "pickle": lambda value: pickle.loads(pickle.dumps(value)),
+    }[how]
+    with pytest.raises(ValueError, match="containing pointers cannot be pickled"):
+        make(ctype())  # (as ctypes itself does)
+    bump, typed = bump_cls(64), typed_cls(ctype, 4)
+    for value in (bump.alloc(ctype), typed.alloc()):
+        with pytest.raises(ValueError, match="containing pointers cannot be pickled"):
+            make(value)
