@@ -81,7 +81,8 @@ own links left out          keep-alive entries that hold the arena's own
                             an interrupt kept out stays in ``Ledger.out``
                             and is put back before the next count. Each
                             piece comes back based on the region of its
-                            last byte (freed no later than it). Nothing a
+                            last byte (freed no later than it), worked out
+                            before the entry is taken out. Nothing a
                             count takes out can run code as it dies (no
                             ``__del__``, no weak-reference callback, nor in
                             what its memory comes from), and a count reads
@@ -104,6 +105,7 @@ from __future__ import annotations
 import ctypes
 import gc
 from _bisect import bisect_right
+from _functools import partial  # type: ignore[import-not-found]
 from _operator import contains, getitem
 from _weakref import getweakrefcount, getweakrefs
 from _weakref import ref as _weak_ref
@@ -304,15 +306,9 @@ class Ledger:
         ours = _ours(parts)
         lo = min([ctypes.addressof(part.root) for part in parts])
         hi = max([ctypes.addressof(part.root) + len(part.root) for part in parts])
-        scope = _Scope(lo, hi, ours, parts, watching, self.out)
-        first = len(self.out)
+        scope = _Scope(lo, hi, ours, parts, watching, self.out, _on_held_roots)
         for part in parts:
             scope.prune_part(part)
-        for _, _, reached in self.out[first:]:  # (put back over the roots, which span most)
-            reached[:] = [
-                (part, None, address, size) if part is not None else (part, key, address, size)
-                for part, key, address, size in reached
-            ]
 
     def index(self, region: Region | None) -> int:
         """Where ``region`` is among the regions (by identity), or -1."""
@@ -445,52 +441,25 @@ class Ledger:
         now = _ours(current)
         held = [held.part for held in self.held]
         ours = {**now, **_ours(held)}
-        scope = _Scope(lo, hi, ours, current + held, watching, self.out)
-        ends = [address_of(region.start) for region in regions[1:]]
+        starts = [address_of(region.start) for region in regions]
+        place = partial(_in_regions, regions, starts, now)
+        scope = _Scope(lo, hi, ours, current + held, watching, self.out, place)
         self.put_back()
         for at, region in enumerate(regions):
             # (what a region that stays points to must be the arena's own now;
             # a region to be freed may point to held memory too)
             if at < since:
-                scope.hi, scope.ours = ends[at], now
+                scope.hi, scope.ours = starts[at + 1], now
             else:
                 scope.hi, scope.ours = hi, ours
             for part in region.parts:
                 scope.prune_part(part)
-        # An entry comes back based on the newest part of the region its memory
-        # lies in, not on the object it was found through: that may be of a
-        # region about to be freed (a value of memory before a checkpoint, got
-        # through an array made after it). Held memory stays held.
-        starts = [address_of(region.start) for region in regions]
-        for _, _, reached in self.out:
-            if any([size is not None for whose, _, _, size in reached if whose is not None]):
-                # (a memoryview of a whole object keeps the store alive, which a
-                # view over any part does too: put back over region 0, it would
-                # hold that region's root from memory that may later be held)
-                reached[:] = [
-                    piece for piece in reached if piece[0] is None or piece[3] is not None
-                ]
-            for i, (whose, _, address, size) in enumerate(reached):
-                if whose is None:
-                    continue  # (kept as it was)
-                if id(whose.root) in now:
-                    # (the region of its last byte: a piece that spans two
-                    # regions counts on the later one, which is freed first. A
-                    # memoryview of a whole object keeps the memory in being,
-                    # which any root does, not what lies in it: the first region's.)
-                    last = address + size - 1 if size else address
-                    at = max(bisect_right(starts, last) - 1, 0)
-                    if size is None:
-                        at = 0
-                    reached[i] = (regions[at].parts[-1], None, address, size)
-                else:
-                    reached[i] = (whose, None, address, size)  # (held: its root spans most)
         self._held_links(watching)  # (held memory counts too, as in held_views)
 
     def put_back(self) -> None:
         """Put back the entries taken out for a count, as views over the same memory.
 
-        Each comes back based on the same array as what it held. An entry
+        Each comes back where the count placed it (``_Scope.place``). An entry
         leaves ``out`` only once it is back, so one that an interrupt kept
         out is put back by the next count.
         """
@@ -511,9 +480,12 @@ class _Scope:
     dicts judged on their own (the arrays' and the live watched arrays':
     see :meth:`prune_dict`); ``shared``: those something else reaches
     (:func:`_shared_dicts`), whose entries all stay. ``out``: the ledger's.
+    ``place``: where the pieces of an entry taken out come back (see
+    :func:`_in_regions`), worked out before it is taken out, so that an
+    interrupt at any point puts it back where a finished count would.
     """
 
-    __slots__ = ("lo", "hi", "ours", "dicts", "shared", "watching", "out")
+    __slots__ = ("lo", "hi", "ours", "dicts", "shared", "watching", "out", "place")
 
     def __init__(
         self,
@@ -523,12 +495,14 @@ class _Scope:
         parts: list[Part],
         watching: Watching,
         out: Undo,
+        place: Callable[[list[Piece]], list[Piece]],
     ) -> None:
         self.lo = lo
         self.hi = hi
         self.ours = ours
         self.watching = watching
         self.out = out
+        self.place = place
         watched = [weak for part in parts for weak in watching.get(id(part), ())]
         dicts = _dict_ids(ours)
         for weak in watched:
@@ -572,12 +546,53 @@ class _Scope:
                 and _arena_only(entry, lo, hi, ours, dicts, reached)
                 and any([piece[0] is not None for piece in reached])
             ):
-                out.append((objects, key, reached))  # (first: an interrupt then loses nothing)
+                placed = self.place(reached)
+                out.append((objects, key, placed))  # (first: an interrupt then loses nothing)
                 taken = objects.pop(key, None)
                 if taken is not entry and taken is not None:
                     # replaced since it was judged (by a signal handler): the new one stays
                     objects.setdefault(key, taken)
                 del taken
+
+
+def _in_regions(
+    regions: list[Region], starts: list[int], now: dict[int, Any], reached: list[Piece]
+) -> list[Piece]:
+    """Where a count puts back the pieces an entry held: over the arena's current parts.
+
+    Each comes back based on the newest part of the region its memory lies
+    in, not on the object it was found through: that may be of a region
+    about to be freed (a value of memory before a checkpoint, got through an
+    array made after it). The region of its last byte: a piece that spans
+    two regions counts on the later one, which is freed first. A memoryview
+    of a whole object (a size of None) keeps the memory in being, which any
+    root does, not what lies in it: the first region's; and none is needed
+    beside a sized piece (put back over region 0, it would hold that region's
+    root from memory that may later be held). Held memory stays held (over
+    its root, which spans most); what was kept as it was stays so.
+    """
+    sized = any([size is not None for whose, _, _, size in reached if whose is not None])
+    placed: list[Piece] = []
+    for piece in reached:
+        whose, _, address, size = piece
+        if whose is None:
+            placed.append(piece)
+        elif id(whose.root) not in now:
+            placed.append((whose, None, address, size))
+        elif size is not None:
+            at = max(bisect_right(starts, address + size - 1 if size else address) - 1, 0)
+            placed.append((regions[at].parts[-1], None, address, size))
+        elif not sized:
+            placed.append((regions[0].parts[-1], None, address, size))
+    return placed
+
+
+def _on_held_roots(reached: list[Piece]) -> list[Piece]:
+    """Where a count puts back the pieces an entry of held memory held: over their roots."""
+    return [
+        (whose, None, address, size) if whose is not None else (whose, key, address, size)
+        for whose, key, address, size in reached
+    ]
 
 
 def _ours(parts: list[Part]) -> dict[int, tuple[Part, Any]]:
