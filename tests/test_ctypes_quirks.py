@@ -21,6 +21,14 @@ from conftest import run_python
 
 from linalloc import Layout
 
+P = ctypes.POINTER(ctypes.c_int64)
+
+
+class Box(ctypes.Structure):
+    """A value holding a pointer (to memory of the arena, in these tests)."""
+
+    _fields_ = [("p", P), ("x", ctypes.c_int64)]
+
 
 @pytest.mark.parametrize(
     ("ctype", "text"), [(ctypes.c_char_p, b"hello"), (ctypes.c_wchar_p, "hello")]
@@ -80,14 +88,14 @@ def test_a_copy_of_a_string_value_keeps_its_string_when_the_value_changes(
 ) -> None:
     """As for a plain ``c_char_p``: the copy keeps the string itself, not shared keep-alives."""
 
-    class Box(ctypes.Structure):
+    class Named(ctypes.Structure):
         _fields_ = [("s", ctypes.c_char_p)]
 
     arena = bump_cls(256)
     value = arena.alloc(ctypes.c_char_p)
     text = bytes([65] * 60)  # (made here: only this test refers to it)
     value.value = text
-    box = Box()  # outside the arena
+    box = Named()  # outside the arena
     box.s = value  # by value: ctypes keeps what `value` keeps for the copy
     value.value = b"x"
     gc.collect()
@@ -118,11 +126,6 @@ def test_a_rewind_does_not_take_a_slice_past_the_checkpoint_for_its_own_link(
     bump_cls: type,
 ) -> None:
     """Each count refuses on its own (a later recount must not be what catches it)."""
-    P = ctypes.POINTER(ctypes.c_int64)
-
-    class Box(ctypes.Structure):
-        _fields_ = [("p", P), ("x", ctypes.c_int64)]
-
     arena = bump_cls(4096)
     box = arena.alloc(Box)
     cp = arena.checkpoint()
@@ -139,11 +142,6 @@ def test_a_rewind_does_not_take_a_slice_past_the_checkpoint_for_its_own_link(
 
 
 def test_a_pointer_kept_by_a_slice_after_a_checkpoint_stops_the_rewind(bump_cls: type) -> None:
-    P = ctypes.POINTER(ctypes.c_int64)
-
-    class Box(ctypes.Structure):
-        _fields_ = [("p", P), ("x", ctypes.c_int64)]
-
     arena = bump_cls(4096)
     box = arena.alloc(Box)
     cp = arena.checkpoint()
@@ -166,11 +164,6 @@ def test_a_pointer_kept_by_a_slice_after_a_checkpoint_stops_the_rewind(bump_cls:
 
 
 def test_a_pointer_kept_by_a_slice_before_a_checkpoint_lets_the_rewind_go(bump_cls: type) -> None:
-    P = ctypes.POINTER(ctypes.c_int64)
-
-    class Box(ctypes.Structure):
-        _fields_ = [("p", P), ("x", ctypes.c_int64)]
-
     arena = bump_cls(4096)
     raw = arena.alloc_uninit_slice(Layout.from_size_align(8, 8))
     raw[:] = (1234).to_bytes(8, "little")
