@@ -51,24 +51,14 @@ _HALT: list[Any] = [None]
 _windowed: dict[int, tuple[type[Any], bool]] = {}
 
 
-# id(ctype) -> (the type, the getter of its instances' own dicts, or None). Made
-# with ``from_buffer``, a simple value keeps its source as its whole ``_objects``,
-# which setting a ``c_char_p`` or ``c_wchar_p`` value *replaces* by the string: the
-# value would keep the arena's memory no longer. The value's instance dict keeps the
-# source too, read with the plain type's getter (not a subclass's ``__dict__``).
-_strings: dict[int, tuple[type[Any], Any]] = {}
-_STRING_DICTS: Any = [
-    (plain, plain.__dict__["__dict__"].__get__) for plain in (ctypes.c_char_p, ctypes.c_wchar_p)
-]
-
-
-def _string_dict(ctype: Any) -> Any:
-    """For ``c_char_p``/``c_wchar_p`` and their subclasses, their instances' dict getter."""
-    found = _strings.get(id(ctype))
-    if found is None or found[0] is not ctype:
-        getter = next((get for plain, get in _STRING_DICTS if issubclass(ctype, plain)), None)
-        found = _strings[id(ctype)] = (ctype, getter)
-    return found[1]
+# Made with ``from_buffer``, a simple value keeps its source as its whole
+# ``_objects``, which setting a ``c_char_p`` or ``c_wchar_p`` value *replaces* by the
+# string: the value would keep the arena's memory no longer. The value's instance
+# dict keeps the source too, under this key, read with the plain type's getter (not
+# a subclass's ``__dict__``).
+_SOURCE_ATTRIBUTE = "_linalloc_source"
+_CHAR_P_DICT: Any = ctypes.c_char_p.__dict__["__dict__"].__get__
+_WCHAR_P_DICT: Any = ctypes.c_wchar_p.__dict__["__dict__"].__get__
 
 
 def _can_window(ctype: Any) -> bool:
@@ -306,7 +296,8 @@ class BumpArena(ArenaBase):
         ``c_char_p``...) are cleared to zero (NULL): a stale address left by
         earlier use would crash the reader. ``alloc_array`` does the same.
         A ``c_char_p`` or ``c_wchar_p`` value keeps the arena's memory in its
-        instance dict too: ctypes forgets it once the value is set.
+        instance dict too (``_linalloc_source``; do not delete it, nor clear
+        the dict): ctypes itself forgets the memory once the value is set.
 
         >>> import ctypes
         >>> from linalloc import BumpArena
@@ -346,9 +337,10 @@ class BumpArena(ArenaBase):
                 if zeroed:
                     ctypes.memset(self._base + start, 0, size)
                 value = ctype.from_buffer(self._part.root, start)
-                own = _string_dict(ctype)
-                if own is not None:  # (see _strings)
-                    own(value)["_linalloc_source"] = _OBJECTS(value)
+                if issubclass(ctype, ctypes.c_char_p):  # (see _SOURCE_ATTRIBUTE)
+                    _CHAR_P_DICT(value)[_SOURCE_ATTRIBUTE] = _OBJECTS(value)
+                elif issubclass(ctype, ctypes.c_wchar_p):
+                    _WCHAR_P_DICT(value)[_SOURCE_ATTRIBUTE] = _OBJECTS(value)
                 return value
             # A window of n values from ``start``, in committed memory.
             n = min(max(1, 2 * self._wn) if ctype is wtype else 1, _WINDOW)

@@ -318,13 +318,17 @@ class Ledger:
         return -1
 
     # -- changes ----------------------------------------------------------------
+    # (Each first puts back what an interrupted count kept out: a part would
+    # otherwise be judged, or forgotten, while entries of its arrays are out.)
 
     def open_region(self, start: int, part: Part) -> None:
         """Begin a region at ``start`` whose views are made from ``part``."""
+        self.put_back()
         self.regions.append(Region(start, part))
 
     def add_part(self, part: Part) -> None:
         """Make ``part`` the newest of the last region (its older parts stay listed)."""
+        self.put_back()
         region = self.regions[-1]
         region.parts = (*region.parts, part)
 
@@ -336,6 +340,7 @@ class Ledger:
         pointers stored in the arena) are copied into the same array of the
         newest part; a part whose entries cannot be carried over is kept.
         """
+        self.put_back()
         region = self.regions[-1]
         newest = region.parts[-1]
         kept = [
@@ -355,6 +360,7 @@ class Ledger:
         without one (a reset) a new region takes its place and every
         checkpoint becomes invalid.
         """
+        self.put_back()
         regions = self.regions
         if serial is None:
             self.regions = [*regions[:index], Region(regions[index].start, part)]
@@ -366,6 +372,7 @@ class Ledger:
 
     def hold_after(self, index: int, part: Part, serial: int | None) -> None:
         """Like :meth:`free_after`, but the freed memory is still viewed: hold it."""
+        self.put_back()
         regions = self.regions
         region = regions[index]
         freed = [Held(old) for later in regions[index:] for old in later.parts if old is not part]

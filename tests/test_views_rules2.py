@@ -143,3 +143,59 @@ def test_a_link_holding_a_slice_the_count_cannot_place_counts(bump_cls: type, cu
     with pytest.raises(BufferError, match="^cannot reset: 1 view "):
         arena.reset()
     assert arena.live_views() == 1
+
+
+class Page(ctypes.Structure):
+    """A value about a page long: a lazy arena commits more every few of them."""
+
+
+Page._fields_ = [
+    ("value", ctypes.c_int64),
+    ("next", ctypes.POINTER(Page)),
+    ("pad", ctypes.c_char * 4080),
+]
+
+
+@pytest.mark.parametrize("kind", ["BumpArenaLazy", "TypedArenaLazy"])
+def test_links_an_interrupt_kept_out_are_back_before_the_arena_grows(
+    monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """Growth forgets older parts that show no view: never while their links are out."""
+    import linalloc
+
+    arena = getattr(linalloc, kind)(*((Page, 1000) if kind == "TypedArenaLazy" else (1 << 23,)))
+    alloc = arena.alloc if kind == "TypedArenaLazy" else (lambda: arena.alloc(Page))
+    first = alloc()
+    cp = arena.checkpoint()
+    second = alloc()
+    second.value = 2
+    first.next = ctypes.pointer(second)  # before the checkpoint, pointing past it
+    del second
+    real = _views.Ledger.put_back
+    armed = [True]
+
+    def put_back(ledger: Any) -> None:
+        if armed[0] and ledger.out:
+            armed[0] = False
+            raise KeyboardInterrupt  # (as a signal could, at the count's last step)
+        real(ledger)
+
+    monkeypatch.setattr(_views.Ledger, "put_back", put_back)
+    with pytest.raises(KeyboardInterrupt):
+        arena.live_views()
+    assert arena._ledger.out  # the link is still out of its dict
+    committed = arena.committed
+    while arena.committed == committed:  # until it commits more (a new part), viewing none
+        if kind == "TypedArenaLazy":
+            arena.alloc()
+        else:
+            arena.alloc_uninit_slice(Layout(4096))
+    gc.collect()
+    with pytest.raises(BufferError, match="after the checkpoint"):
+        arena.rewind(cp)
+    assert first.next.contents.value == 2
+    first.next = ctypes.POINTER(Page)()
+    gc.collect()
+    arena.rewind(cp)
+    del first
+    arena.reset()
