@@ -24,11 +24,11 @@ from _weakref import ref
 
 from ._address import address
 from ._arena import _THREAD, ArenaBase, _closed_error
-from ._layout import Layout, check_count, ctype_info
+from ._layout import _CLASS_DICT, Layout, check_count, ctype_info
 from ._lazy import LazyArenaMixin
 from ._store import array_type as array_type_of
 from ._store import exact_array_type
-from ._views import _OBJECTS, Part, freed_prefix, has_finalizer
+from ._views import _MRO, _OBJECTS, Part, freed_prefix, has_finalizer
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 #: ``from_buffer``: still counted, on the root (see ``_views``).
 _WINDOW = 256
 _MAX_ROWS = 256
+#: Types the per-type caches below keep at most (emptied when full).
+_MAX_TYPES = 4096
 #: Stands for the window while the hot paths must not run: it is never
 #: empty, so every allocation calls ``_close_window()``, which checks.
 _HALT: list[Any] = [None]
@@ -52,13 +54,42 @@ _windowed: dict[int, tuple[type[Any], bool]] = {}
 
 
 # Made with ``from_buffer``, a simple value keeps its source as its whole
-# ``_objects``, which setting a ``c_char_p`` or ``c_wchar_p`` value *replaces* by the
-# string: the value would keep the arena's memory no longer. The value's instance
-# dict keeps the source too, under this key, read with the plain type's getter (not
-# a subclass's ``__dict__``).
+# ``_objects``, which setting a string value (ctypes' codes "z" and "Z": c_char_p,
+# c_wchar_p, any type made with them) *replaces* by the string: the value would keep
+# the arena's memory no longer. Its instance dict keeps the source too, under this
+# key. id(ctype) -> (the type, the getter of its instances' dict, or None for a type
+# whose values keep no string): what a type is made of cannot change.
 _SOURCE_ATTRIBUTE = "_linalloc_source"
-_CHAR_P_DICT: Any = ctypes.c_char_p.__dict__["__dict__"].__get__
-_WCHAR_P_DICT: Any = ctypes.c_wchar_p.__dict__["__dict__"].__get__
+_strings: dict[int, tuple[type[Any], Any]] = {}
+_GETSET = type(ctypes.c_char_p.__dict__["__dict__"])
+
+
+def _string_dict(ctype: Any) -> Any:
+    """The getter of the instance dict of ``ctype``'s values if they keep a string, else None.
+
+    The type's code is read off a value's buffer format (not ``_type_``, which
+    can be set after ctypes read it), and the getter off the class dicts (the
+    dict's own descriptor, not a ``__dict__`` a class defines). ``TypeError``
+    for a string type whose values have no instance dict (``__slots__``).
+    """
+    found = _strings.get(id(ctype))
+    if found is None or found[0] is not ctype:
+        getter = None
+        if issubclass(ctype, ctypes._SimpleCData):
+            probe: Any = ctype.from_buffer(bytearray(ctypes.sizeof(ctype)))
+            if memoryview(probe).format[-1:] in ("z", "Z"):
+                own = [_CLASS_DICT(klass).get("__dict__") for klass in _MRO(ctype)]
+                getter = next((d.__get__ for d in own if type(d) is _GETSET), None)
+                if getter is None:
+                    raise TypeError(
+                        f"values of {ctype.__name__} keep a string for ctypes and have no"
+                        " instance dict (__slots__): the arena could not keep its memory"
+                        " for them"
+                    )
+        if len(_strings) >= _MAX_TYPES:  # (bounded, as ``_windowed`` is)
+            _strings.clear()
+        found = _strings[id(ctype)] = (ctype, getter)
+    return found[1]
 
 
 def _can_window(ctype: Any) -> bool:
@@ -71,7 +102,7 @@ def _can_window(ctype: Any) -> bool:
             ctype,
             isinstance(items, list) and type(items[0]) is ctype and not has_finalizer(ctype),
         )
-        if len(_windowed) >= 4096:
+        if len(_windowed) >= _MAX_TYPES:
             _windowed.clear()
         _windowed[id(ctype)] = found
     return found[1]
@@ -324,6 +355,7 @@ class BumpArena(ArenaBase):
     def _alloc_slow(self, ctype: Any) -> Any:
         """``alloc()`` outside a window: open one if the type allows, else ``from_buffer``."""
         size, align, zeroed = ctype_info(ctype)
+        strings = _string_dict(ctype)  # (before anything changes: it may raise)
         wtype = self._wtype
         token = self._begin("change")
         try:
@@ -337,10 +369,8 @@ class BumpArena(ArenaBase):
                 if zeroed:
                     ctypes.memset(self._base + start, 0, size)
                 value = ctype.from_buffer(self._part.root, start)
-                if issubclass(ctype, ctypes.c_char_p):  # (see _SOURCE_ATTRIBUTE)
-                    _CHAR_P_DICT(value)[_SOURCE_ATTRIBUTE] = _OBJECTS(value)
-                elif issubclass(ctype, ctypes.c_wchar_p):
-                    _WCHAR_P_DICT(value)[_SOURCE_ATTRIBUTE] = _OBJECTS(value)
+                if strings is not None:  # (see _strings)
+                    strings(value)[_SOURCE_ATTRIBUTE] = _OBJECTS(value)
                 return value
             # A window of n values from ``start``, in committed memory.
             n = min(max(1, 2 * self._wn) if ctype is wtype else 1, _WINDOW)

@@ -50,3 +50,58 @@ def test_values_of_string_subclasses_keep_the_memory_once_set(
     del values
     gc.collect()
     arena.reset()
+
+
+class _Made(ctypes._SimpleCData):
+    """A string type of its own: ctypes' code "z", not a subclass of ``c_char_p``."""
+
+    _type_ = "z"
+
+
+class _Relabelled(ctypes._SimpleCData):
+    _type_ = "z"
+
+
+_Relabelled._type_ = "i"  # (ctypes read "z" when it made the type; this changes nothing)
+
+
+@pytest.mark.parametrize("ctype", [_Made, _Relabelled])
+def test_a_type_made_with_the_string_code_keeps_the_memory(bump_cls: type, ctype: Any) -> None:
+    arena = bump_cls(256)
+    value = arena.alloc(ctype)
+    value.value = b"set"  # (ctypes replaces the value's one keep-alive by the string)
+    gc.collect()
+    assert arena.live_views() == 1
+    with pytest.raises(BufferError):
+        arena.close()
+    assert value.value == b"set"
+    del value
+    arena.close()
+
+
+def test_a_string_type_without_an_instance_dict_is_refused_changing_nothing(
+    bump_cls: type,
+) -> None:
+    class Bare(ctypes._SimpleCData):
+        __slots__ = ()
+        _type_ = "z"
+
+    arena = bump_cls(256)
+    arena.alloc(ctypes.c_int8)
+    used = arena.used
+    with pytest.raises(TypeError, match="no instance dict"):
+        arena.alloc(Bare)
+    assert arena.used == used
+    assert arena.alloc(ctypes.c_int8) is not None
+
+
+def test_the_string_types_cache_stays_bounded(bump_cls: type) -> None:
+    from linalloc import _bump
+
+    arena = bump_cls(1 << 16)
+    for k in range(_bump._MAX_TYPES + 10):
+        kind = type(f"Int{k}", (ctypes.c_int32,), {})  # (a from_buffer value each)
+        assert arena.alloc(kind) is not None
+        if k % 1000 == 999:
+            arena.reset()
+    assert len(_bump._strings) <= _bump._MAX_TYPES
