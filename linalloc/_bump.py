@@ -57,10 +57,10 @@ _windowed: dict[int, tuple[type[Any], bool]] = {}
 # ``_objects``, which setting a string value (ctypes' codes "z" and "Z": c_char_p,
 # c_wchar_p, any type made with them) *replaces* by the string: the value would keep
 # the arena's memory no longer. Its instance dict keeps the source too, under this
-# key. id(ctype) -> (the type, the getter of its instances' dict, or None for a type
-# whose values keep no string): what a type is made of cannot change.
+# key. id(ctype) -> (the type, whether its values keep a string): a type's code is
+# fixed when ctypes makes it.
 _SOURCE_ATTRIBUTE = "_linalloc_source"
-_strings: dict[int, tuple[type[Any], Any]] = {}
+_strings: dict[int, tuple[type[Any], bool]] = {}
 _GETSET = type(ctypes.c_char_p.__dict__["__dict__"])
 
 
@@ -68,28 +68,29 @@ def _string_dict(ctype: Any) -> Any:
     """The getter of the instance dict of ``ctype``'s values if they keep a string, else None.
 
     The type's code is read off a value's buffer format (not ``_type_``, which
-    can be set after ctypes read it), and the getter off the class dicts (the
-    dict's own descriptor, not a ``__dict__`` a class defines). ``TypeError``
-    for a string type whose values have no instance dict (``__slots__``).
+    can be set after ctypes read it); the getter off the class dicts as they
+    are now (the dict's own descriptor, not a ``__dict__`` a class defines).
+    ``TypeError`` for a string type whose values have no instance dict.
     """
     found = _strings.get(id(ctype))
     if found is None or found[0] is not ctype:
-        getter = None
+        string = False
         if issubclass(ctype, ctypes._SimpleCData):
             probe: Any = ctype.from_buffer(bytearray(ctypes.sizeof(ctype)))
-            if memoryview(probe).format[-1:] in ("z", "Z"):
-                own = [_CLASS_DICT(klass).get("__dict__") for klass in _MRO(ctype)]
-                getter = next((d.__get__ for d in own if type(d) is _GETSET), None)
-                if getter is None:
-                    raise TypeError(
-                        f"values of {ctype.__name__} keep a string for ctypes and have no"
-                        " instance dict (__slots__): the arena could not keep its memory"
-                        " for them"
-                    )
+            string = memoryview(probe).format[-1:] in ("z", "Z")
         if len(_strings) >= _MAX_TYPES:  # (bounded, as ``_windowed`` is)
             _strings.clear()
-        found = _strings[id(ctype)] = (ctype, getter)
-    return found[1]
+        found = _strings[id(ctype)] = (ctype, string)
+    if not found[1]:
+        return None
+    own = [_CLASS_DICT(klass).get("__dict__") for klass in _MRO(ctype)]
+    getter = next((d.__get__ for d in own if type(d) is _GETSET), None)
+    if getter is None:
+        raise TypeError(
+            f"values of {ctype.__name__} keep a string for ctypes and have no instance"
+            " dict (__slots__): the arena could not keep its memory for them"
+        )
+    return getter
 
 
 def _can_window(ctype: Any) -> bool:
