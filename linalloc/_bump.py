@@ -62,35 +62,44 @@ _windowed: dict[int, tuple[type[Any], bool]] = {}
 _SOURCE_ATTRIBUTE = "_linalloc_source"
 _strings: dict[int, tuple[type[Any], bool]] = {}
 _GETSET = type(ctypes.c_char_p.__dict__["__dict__"])
+#: ctypes' own ``from_buffer`` for simple types: not one a metaclass defines.
+_SIMPLE_FROM_BUFFER: Any = type(ctypes.c_int).__dict__["from_buffer"]
 
 
 def _string_dict(ctype: Any) -> Any:
     """The getter of the instance dict of ``ctype``'s values if they keep a string, else None.
 
-    The type's code is read off a value's buffer format (not ``_type_``, which
-    can be set after ctypes read it); the getter off the class dicts as they
-    are now (the dict's own descriptor, not a ``__dict__`` a class defines).
-    ``TypeError`` for a string type whose values have no instance dict.
+    Runs none of the type's code: the type's code is read off the buffer
+    format of a value made by ctypes' own ``from_buffer`` (not ``_type_``,
+    which can be set after ctypes read it), and the getter is the dict's own
+    descriptor, found on the class dicts as they are now (a ``__dict__`` a
+    class defines is passed over), tried on that value. ``TypeError`` for a
+    string type whose values have no instance dict.
     """
     found = _strings.get(id(ctype))
+    probe: Any = None
     if found is None or found[0] is not ctype:
         string = False
         if issubclass(ctype, ctypes._SimpleCData):
-            probe: Any = ctype.from_buffer(bytearray(ctypes.sizeof(ctype)))
+            probe = _SIMPLE_FROM_BUFFER(ctype, bytearray(ctypes.sizeof(ctype)))
             string = memoryview(probe).format[-1:] in ("z", "Z")
         if len(_strings) >= _MAX_TYPES:  # (bounded, as ``_windowed`` is)
             _strings.clear()
         found = _strings[id(ctype)] = (ctype, string)
     if not found[1]:
         return None
-    own = [_CLASS_DICT(klass).get("__dict__") for klass in _MRO(ctype)]
-    getter = next((d.__get__ for d in own if type(d) is _GETSET), None)
-    if getter is None:
-        raise TypeError(
-            f"values of {ctype.__name__} keep a string for ctypes and have no instance"
-            " dict (__slots__): the arena could not keep its memory for them"
-        )
-    return getter
+    if probe is None:
+        probe = _SIMPLE_FROM_BUFFER(ctype, bytearray(ctypes.sizeof(ctype)))
+    mro = _MRO(ctype)
+    for klass in mro:
+        getter = _CLASS_DICT(klass).get("__dict__")
+        if type(getter) is _GETSET and getter.__name__ == "__dict__" and getter.__objclass__ in mro:
+            if type(getter.__get__(probe)) is dict:
+                return getter.__get__
+    raise TypeError(
+        f"values of {ctype.__name__} keep a string for ctypes and have no instance dict"
+        " (__slots__): the arena could not keep its memory for them"
+    )
 
 
 def _can_window(ctype: Any) -> bool:
@@ -369,9 +378,10 @@ class BumpArena(ArenaBase):
             if row is None:
                 if zeroed:
                     ctypes.memset(self._base + start, 0, size)
-                value = ctype.from_buffer(self._part.root, start)
-                if strings is not None:  # (see _strings)
-                    strings(value)[_SOURCE_ATTRIBUTE] = _OBJECTS(value)
+                if strings is None:
+                    return ctype.from_buffer(self._part.root, start)
+                value = _SIMPLE_FROM_BUFFER(ctype, self._part.root, start)  # (see _strings)
+                strings(value)[_SOURCE_ATTRIBUTE] = _OBJECTS(value)
                 return value
             # A window of n values from ``start``, in committed memory.
             n = min(max(1, 2 * self._wn) if ctype is wtype else 1, _WINDOW)

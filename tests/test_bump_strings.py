@@ -52,13 +52,13 @@ def test_values_of_string_subclasses_keep_the_memory_once_set(
     arena.reset()
 
 
-class _Made(ctypes._SimpleCData):
+class _Made(ctypes._SimpleCData):  # type: ignore[type-arg]
     """A string type of its own: ctypes' code "z", not a subclass of ``c_char_p``."""
 
     _type_ = "z"
 
 
-class _Relabelled(ctypes._SimpleCData):
+class _Relabelled(ctypes._SimpleCData):  # type: ignore[type-arg]
     _type_ = "z"
 
 
@@ -82,7 +82,7 @@ def test_a_type_made_with_the_string_code_keeps_the_memory(bump_cls: type, ctype
 def test_a_string_type_without_an_instance_dict_is_refused_changing_nothing(
     bump_cls: type,
 ) -> None:
-    class Bare(ctypes._SimpleCData):
+    class Bare(ctypes._SimpleCData):  # type: ignore[type-arg]
         __slots__ = ()
         _type_ = "z"
 
@@ -105,3 +105,44 @@ def test_the_string_types_cache_stays_bounded(bump_cls: type) -> None:
         if k % 1000 == 999:
             arena.reset()
     assert len(_bump._strings) <= _bump._MAX_TYPES
+
+
+class _Borrowed(ctypes.c_char_p):
+    __dict__ = ctypes.c_wchar_p.__dict__["__dict__"]  # (not its own)
+
+    def __del__(self) -> None:
+        pass
+
+
+class _Faking(type(ctypes.c_char_p)):  # type: ignore[misc]
+    """Makes plain integers when asked for values over anything but an arena's memory."""
+
+    def from_buffer(cls, source: Any, offset: int = 0) -> Any:
+        if isinstance(source, bytearray):
+            return ctypes.c_int64.from_buffer(source, offset)
+        return super().from_buffer(source, offset)
+
+
+class _Disguised(ctypes.c_char_p, metaclass=_Faking):
+    def __del__(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("ctype", [_Borrowed, _Disguised])
+def test_a_string_type_cannot_talk_the_arena_out_of_keeping_its_memory(
+    bump_cls: type, ctype: Any
+) -> None:
+    """Neither a ``__dict__`` of another class's nor a metaclass's ``from_buffer``."""
+    arena = bump_cls(256)
+    arena.alloc(ctypes.c_int8)
+    value = arena.alloc(ctype)
+    assert value is not None and arena.used == 16
+    value.value = b"set"
+    gc.collect()
+    assert arena.live_views() == 1
+    with pytest.raises(BufferError):
+        arena.close()
+    assert value.value == b"set"
+    del value
+    gc.collect()
+    arena.close()

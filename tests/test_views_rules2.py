@@ -199,3 +199,21 @@ def test_links_an_interrupt_kept_out_are_back_before_the_arena_grows(
     arena.rewind(cp)
     del first
     arena.reset()
+
+
+def test_a_link_within_the_arena_is_left_out_beside_one_that_counts() -> None:
+    """Each entry is judged on its own: the arrays' dicts it reaches are not walked again."""
+    arena = TypedArenaLazy(Node, 8)
+    first, second, third, fourth = (arena.alloc(k) for k in range(4))
+    first.next = ctypes.pointer(second)  # the arena's own link: left out
+    view = Node.from_buffer(fourth)
+    view.tag = "kept"  # (an attribute: its death could run code, so its link counts)
+    third.next = ctypes.pointer(view)
+    del second, fourth, view
+    gc.collect()
+    assert arena.live_views() == 3  # first, third, and the link to the view with an attribute
+    third.next = ctypes.POINTER(Node)()
+    gc.collect()
+    assert arena.live_views() == 2
+    del first, third
+    arena.reset()
