@@ -242,3 +242,60 @@ def test_pointer_values_are_not_copied_or_pickled_as_plain_ones_are_not(
     for value in (bump.alloc(ctype), typed.alloc()):
         with pytest.raises(ValueError, match="containing pointers cannot be pickled"):
             make(value)
+
+
+def _kept_by_a_slice(arena: Any, view: Any) -> Any:
+    """A pointer whose only keep-alive is a memoryview of ``view`` (a slice of the arena)."""
+    return ctypes.cast((ctypes.c_int64 * 0).from_buffer(view), P)
+
+
+def test_a_pointer_kept_by_an_empty_slice_or_the_last_one_is_the_arenas_own(
+    bump_cls: type,
+) -> None:
+    arena = bump_cls(64)
+    box = arena.alloc(Box)
+    empty = arena.alloc_uninit_slice(Layout.from_size_align(0, 1))
+    arena.alloc_uninit_slice(Layout(40))
+    last = arena.alloc_uninit_slice(Layout.from_size_align(8, 8))  # (ends where the arena does)
+    assert arena.used == arena.capacity
+    box.p = _kept_by_a_slice(arena, empty)
+    assert arena.live_views() == 3  # box, and the two slices
+    del empty
+    assert arena.live_views() == 2  # (the link to the empty slice is the arena's own)
+    box.p = _kept_by_a_slice(arena, last)
+    del last
+    gc.collect()
+    assert arena.live_views() == 1  # box only
+    del box
+    arena.reset()
+
+
+class _Two(ctypes.Structure):
+    _fields_ = [("later", P), ("earlier", P)]
+
+
+class _Holder(ctypes.Structure):
+    _fields_ = [("two", _Two)]
+
+
+def test_a_copy_holding_a_slice_past_the_checkpoint_beside_an_own_link_stops_the_rewind(
+    bump_cls: type,
+) -> None:
+    arena = bump_cls(4096)
+    holder = arena.alloc(_Holder)
+    earlier = arena.alloc(ctypes.c_int64)
+    cp = arena.checkpoint()
+    raw = arena.alloc_uninit_slice(Layout.from_size_align(8, 8))
+    raw[:] = (1234).to_bytes(8, "little")
+    # by value: one entry holds both keep-alives (the slice's, and the own link's)
+    holder.two = _Two(_kept_by_a_slice(arena, raw), ctypes.pointer(earlier))
+    del raw, earlier
+    gc.collect()
+    with pytest.raises(BufferError, match="after the checkpoint"):
+        arena.rewind(cp)
+    assert holder.two.later[0] == 1234
+    holder.two = _Two()
+    gc.collect()
+    arena.rewind(cp)
+    del holder
+    arena.reset()
