@@ -113,7 +113,7 @@ from gc import get_referents
 from itertools import repeat
 from sys import getrefcount
 
-from ._address import _CData
+from ._address import _CData, address
 from ._layout import _ARRAY_META, _CLASS_DICT
 from ._store import root_over
 
@@ -1003,11 +1003,7 @@ def _slice_of(view: memoryview, whole: Any) -> tuple[int, int | None] | None:
         return start, None
     if not view.c_contiguous or view.readonly:
         return None
-    bare: Any = _EMPTY.from_buffer(view)  # (a c_char array: no code runs as it dies)
-    return ctypes.addressof(bare), view.nbytes
-
-
-_EMPTY = ctypes.c_char * 0
+    return address(view), view.nbytes  # (a c_char array over it, gone on return: no code runs)
 
 
 def _based_on(cdata: Any, ours: dict[int, tuple[Part, Any]], kept: list[Any]) -> Any:

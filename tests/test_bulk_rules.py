@@ -17,6 +17,7 @@ import gc
 from typing import Any, Callable
 
 import pytest
+from test_reentrant_calls import Lying
 
 from linalloc import TypedArena, address
 from linalloc._store import EagerStore
@@ -29,20 +30,6 @@ def _node_type() -> Any:
         _fields_ = [("v", ctypes.c_int64)]
 
     return Node
-
-
-class _Lying:
-    """Converts the first time, raises the next (``__index__`` runs once per store)."""
-
-    def __init__(self, value: int) -> None:
-        self.value = value
-        self.calls = 0
-
-    def __index__(self) -> int:
-        self.calls += 1
-        if self.calls > 1:
-            raise TypeError("changed my mind")
-        return self.value
 
 
 # -- a request that does not fit --------------------------------------------------------
@@ -149,7 +136,7 @@ def test_alloc_extend_that_fails_from_the_first_slot_gives_every_slot_back(
 ) -> None:
     arena = typed_cls(ctypes.c_int64, 64)
     with pytest.raises(TypeError, match="changed my mind"):
-        arena.alloc_extend([1, 2, _Lying(3), 4])
+        arena.alloc_extend([1, 2, Lying(3), 4])
     assert len(arena) == 0 and list(arena) == []
     first = arena.alloc(7)
     assert first.value == 7 and len(arena) == 1
@@ -186,7 +173,7 @@ def test_code_run_while_a_failed_bulk_allocation_gives_its_slots_back_cannot_all
     holder.append(arena)
     first = arena.alloc(1)
     with pytest.raises(TypeError, match="changed my mind"):
-        arena.alloc_extend([2, 3, _Lying(4), 5])  # the array made for it dies in the undo
+        arena.alloc_extend([2, 3, Lying(4), 5])  # the array made for it dies in the undo
     assert len(tried) == 1 and isinstance(tried[0], str) and "busy" in tried[0]
     assert len(arena) == 1 and [v.value for v in arena] == [1]
     after = arena.alloc(6)
