@@ -43,24 +43,42 @@ def _method_of(tree: ast.Module, owner: str | None, name: str) -> ast.stmt | Non
     return _function(body, name)
 
 
-def mutated_source(name: str) -> tuple[str, str]:
-    """(path of the module relative to the checkout, its source with the mutant in place)."""
+def _texts(name: str) -> tuple[str, str, str, str | None, str]:
+    """(module path, original function, mutated function, class, plain name) of ``name``.
+
+    Both functions are dedented and carry the function's own name.
+    """
     module, mangled = name.rsplit(".", 1)
     path = module.replace(".", "/") + ".py"
     with open(os.path.join(ROOT, "mutants", path), encoding="utf-8") as file:
         mutants = file.read()
     # mutmut writes each mutant as a function named x_NAME__mutmut_N, or
-    # xǁCLASSǁNAME__mutmut_N for a method: at the top, or (mutmut 3.8) in the class
-    tree = ast.parse(mutants)
-    found = _function(tree.body, mangled)
-    for cls in [n for n in tree.body if isinstance(n, ast.ClassDef)] if found is None else []:
-        found = found or _function(cls.body, mangled)
-    if found is None:
-        raise SystemExit(f"no mutant {mangled} in mutants/{path} (run tools/mutation.sh first)")
-    text = textwrap.dedent("".join(mutants.splitlines(True)[found.lineno - 1 : found.end_lineno]))
+    # xǁCLASSǁNAME__mutmut_N for a method: at the top, or (mutmut 3.8) in the class;
+    # the function as it was is x_NAME__mutmut_orig
     base = mangled.rsplit("__mutmut_", 1)[0]
     owner, plain = base.split("ǁ")[1:] if base.startswith("xǁ") else (None, base[2:])
-    text = text.replace(f"def {mangled}(", f"def {plain}(", 1)
+    tree = ast.parse(mutants)
+    lines = mutants.splitlines(True)
+    texts = []
+    for wanted in (f"{base}__mutmut_orig", mangled):
+        found = _function(tree.body, wanted)
+        for cls in [n for n in tree.body if isinstance(n, ast.ClassDef)] if found is None else []:
+            found = found or _function(cls.body, wanted)
+        if found is None:
+            raise SystemExit(f"no mutant {wanted} in mutants/{path} (run tools/mutation.sh first)")
+        text = textwrap.dedent("".join(lines[found.lineno - 1 : found.end_lineno]))
+        texts.append(text.replace(f"def {wanted}(", f"def {plain}(", 1))
+    return path, texts[0], texts[1], owner, plain
+
+
+def function_texts(name: str) -> tuple[str, str]:
+    """The mutated function of mutant ``name`` as it was, and as the mutant has it."""
+    return _texts(name)[1:3]
+
+
+def mutated_source(name: str) -> tuple[str, str]:
+    """(path of the module relative to the checkout, its source with the mutant in place)."""
+    path, _, text, owner, plain = _texts(name)
     with open(os.path.join(ROOT, path), encoding="utf-8") as file:
         original = file.read()
     target = _method_of(ast.parse(original), owner, plain)

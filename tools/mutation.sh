@@ -8,7 +8,9 @@
 # pytest_add_cli_args_test_selection list that reach the mutated function,
 # two at a time, and the whole run stops after MUTATION_TIME_LIMIT seconds
 # (default 1800); mutants not reached by then are reported as not checked.
-# Prints the score (killed / checked) and every surviving mutant's diff.
+# Prints the score (caught / checked) and every surviving mutant: explained by a
+# verdict in tools/mutation_verdicts.toml (tools/mutation_report.py says how), or
+# shown with its diff; the exit status is 1 while one is unexplained.
 # Work files go to ./mutants (deleted first unless MUTATION_KEEP=1, which keeps the
 # results and runs only the mutants without one: a run stopped by its time limit goes
 # on from there). After adding tests, MUTATION_RECHECK=1 also runs again the mutants
@@ -105,37 +107,5 @@ fi
 [ "$status" = 124 ] && echo "time limit of ${limit}s reached: the mutants not run are not checked"
 
 mutmut results --all true >mutants/results.txt 2>/dev/null
-python - "${patterns[@]+"${patterns[@]}"}" <<'PY'
-import fnmatch
-import subprocess
-import sys
-
-patterns = sys.argv[1:] or ["*"]
-counts: dict[str, int] = {}
-survivors = []
-for line in open("mutants/results.txt"):
-    if ":" not in line:
-        continue
-    name, status = (part.strip() for part in line.rsplit(":", 1))
-    if not any(fnmatch.fnmatch(name, p) for p in patterns):
-        continue
-    counts[status] = counts.get(status, 0) + 1
-    if status in ("survived", "suspicious", "no tests"):
-        survivors.append((name, status))
-# A mutant that crashed the tests (segfault), ran past its time limit (timeout) or
-# failed type checking was caught too. mutmut's limits are in CPU time and in wall
-# time (15x the tests' measured time): on a busy machine a slow start can pass the
-# wall limit, so MUTATION_RECHECK=1 runs the timeouts again too.
-caught = ("killed", "segfault", "timeout", "caught by type check")
-killed = sum(counts.get(s, 0) for s in caught)
-checked = killed + sum(counts.get(s, 0) for s in ("survived", "suspicious", "no tests"))
-print("\nmutants by status:", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-if checked:
-    print(f"mutation score: {killed}/{checked} killed = {100 * killed / checked:.1f}%")
-else:
-    print("mutation score: no mutant checked")
-for name, status in survivors:
-    print(f"\n=== {status}: {name}")
-    shown = subprocess.run(["mutmut", "show", name], capture_output=True, text=True)
-    print(shown.stdout.rstrip())
-PY
+# the score, and each survivor: explained by tools/mutation_verdicts.toml, or shown
+python tools/mutation_report.py "${patterns[@]+"${patterns[@]}"}"
