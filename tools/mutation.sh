@@ -13,8 +13,9 @@
 # shown with its diff; the exit status is 1 while one is unexplained.
 # Work files go to ./mutants (deleted first unless MUTATION_KEEP=1, which keeps the
 # results and runs only the mutants without one: a run stopped by its time limit goes
-# on from there). After adding tests, MUTATION_RECHECK=1 also runs again the mutants
-# that survived or timed out.
+# on from there). Each run saves its results in tools/mutation_results (committed), from
+# which MUTATION_KEEP=1 goes on in a fresh checkout. After adding tests,
+# MUTATION_RECHECK=1 also runs again the mutants that survived or timed out.
 # Every run first maps each function to all the tests that reach it (about ten
 # minutes on these 2 cores).
 set -u
@@ -49,6 +50,21 @@ for line in sys.stdin:
     echo "rechecking ${#recheck[@]} mutants that survived or timed out"
 fi
 [ "${MUTATION_KEEP:-0}" = 1 ] || rm -rf mutants
+# The results of the last run are kept in the repository (tools/mutation_results, one
+# mutmut .meta file a module: each mutant's exit code, and a digest of each function):
+# with MUTATION_KEEP=1 and no results here yet, start from them. mutmut makes the
+# mutants again and keeps a result only for a function whose digest is unchanged.
+saved=tools/mutation_results
+if [ "${MUTATION_KEEP:-0}" = 1 ] && [ -d "$saved" ]; then
+    for meta in "$saved"/*.py.meta; do
+        target=mutants/linalloc/$(basename "$meta")
+        if [ ! -f "$target" ]; then
+            mkdir -p mutants/linalloc
+            cp "$meta" "$target"
+            rm -f "${target%.meta}"
+        fi
+    done
+fi
 # A module listed in only_mutate since ./mutants was made has a plain copy there, which
 # mutmut takes as up to date (it goes by the files' times): drop it, to be mutated. So
 # for a listed module whose copy has no mutant in it, whatever made it (its results,
@@ -107,5 +123,15 @@ fi
 [ "$status" = 124 ] && echo "time limit of ${limit}s reached: the mutants not run are not checked"
 
 mutmut results --all true >mutants/results.txt 2>/dev/null
+# keep the results for the next run, anywhere (MUTATION_KEEP=1)
+mkdir -p "$saved"
+for module in $(python -c 'import tomllib
+print(*tomllib.load(open("pyproject.toml", "rb"))["tool"]["mutmut"]["only_mutate"])'); do
+    [ -f "mutants/$module.meta" ] && python -c 'import json, sys
+meta = json.load(open(sys.argv[1]))
+with open(sys.argv[2], "w") as out:
+    json.dump(meta, out, indent=0, sort_keys=True)
+    out.write("\n")' "mutants/$module.meta" "$saved/$(basename "$module").meta"
+done
 # the score, and each survivor: explained by tools/mutation_verdicts.toml, or shown
 python tools/mutation_report.py "${patterns[@]+"${patterns[@]}"}"
