@@ -4,6 +4,8 @@
     python tools/mutation_report.py --stub NAME...  verdict entries to fill in
     python tools/mutation_report.py --check-killed  run each "killed" verdict's test
 
+``--also FILE`` (before the rest, repeatable) reads verdicts from FILE too.
+
 Reads the results ``tools/mutation.sh`` left in ``./mutants`` (PATTERN: fnmatch
 patterns of mutant names, default all). A survivor (survived, suspicious, or no tests)
 is explained when ``tools/mutation_verdicts.toml`` has a verdict for the same change in
@@ -67,11 +69,15 @@ def identity(name: str) -> tuple[str, str, list[str]]:
     return name.rsplit("__mutmut_", 1)[0], digest, change
 
 
+ALSO: list[str] = []  # more verdict files (--also)
+
+
 def load_verdicts() -> dict[tuple[str, str, tuple[str, ...]], dict[str, str]]:
-    if not os.path.exists(VERDICTS):
-        return {}
-    with open(VERDICTS, "rb") as file:
-        entries = tomllib.load(file).get("verdict", [])
+    entries = []
+    for path in [VERDICTS, *ALSO]:
+        if os.path.exists(path):
+            with open(path, "rb") as file:
+                entries += tomllib.load(file).get("verdict", [])
     table = {}
     for entry in entries:
         if entry.get("kind") not in ("equivalent", "killed") or not entry.get("why"):
@@ -123,6 +129,9 @@ def check_killed() -> int:
 
 
 def main(argv: list[str]) -> int:
+    while argv[:1] == ["--also"] and len(argv) > 1:
+        ALSO.append(argv[1])
+        argv = argv[2:]
     if argv == ["--check-killed"]:
         return check_killed()
     if argv[:1] == ["--stub"]:
