@@ -297,12 +297,14 @@ class Dropper:
                 del array
                 if cursor.dead:  # (dropped past: an arena brought back reuses them)
                     cursor.dead = {k for k in cursor.dead if k < cursor.count()}
-                if kept() is not None:
-                    # A callback kept a value (or brought the arena back to
-                    # life): the arena, if it lives on, hands out no memory.
+                # The arena, if a callback brought it back to life, hands out no
+                # memory: its checkpoints' regions are those of the values just
+                # dropped, and a value it handed out again could be freed by a
+                # rewind that does not see it.
+                store.retired = True
+                cursor.hi = 0
+                if kept() is not None:  # a callback kept a value
                     keeping = True
-                    store.retired = True
-                    cursor.hi = 0
                 del store, kept
                 if error is not None:
                     raise error

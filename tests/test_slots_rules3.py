@@ -3,11 +3,11 @@
 From the docstrings of ``linalloc._slots`` and of the typed arenas: every value
 is dropped, exactly once, even when a callback raises; an arena brought back to
 life at collection time (by its drop callback, or by its owner's ``__del__``)
-works as a fresh one when nothing was kept, and its dropper then keeps nothing
-of what the arena stores later; a value the callback keeps keeps the targets of
-its pointers, and a collection reports no error of the library's own (values
-pointing at values of an older slot array included); nothing is dropped while
-the interpreter shuts down.
+works as a fresh one when there was nothing to drop, and hands out nothing once
+values were dropped (its checkpoints' regions are theirs); a value the callback
+keeps keeps the targets of its pointers, and a collection reports no error of
+the library's own (values pointing at values of an older slot array included);
+nothing is dropped while the interpreter shuts down.
 
 Only eager arenas are brought back to life here: a lazy arena revived that way
 loses its memory (see tests/test_slots_rules.py).
@@ -20,10 +20,10 @@ import gc
 import re
 import sys
 from typing import Any
+from weakref import ref
 
 import pytest
 from misuse_cases import Unraisable
-from test_collection_drops import point_at_new_targets
 from test_slots_rules2 import _Node as _Linked
 from test_slots_rules2 import _targets, alloc_pointing_at_targets, assert_kept_keep_their_targets
 
@@ -129,6 +129,40 @@ def test_an_arena_revived_with_no_value_left_resets_allocates_and_closes() -> No
         _Phoenix.revived.clear()
 
 
+def _revived_after_drops() -> _Phoenix:
+    """A _Phoenix whose arena dropped 2 and 1 at collection, with a checkpoint at 1."""
+    gc.collect()
+    owner = _Phoenix()
+    owner.arena.alloc(1)
+    owner.arena.checkpoint()  # a region from position 1
+    owner.arena.alloc(2)
+    del owner
+    gc.collect()  # drops 2, 1; the owner's __del__ brings it back
+    (owner,) = _Phoenix.revived
+    _Phoenix.revived.clear()
+    assert owner.dropped == [2, 1]
+    return owner
+
+
+def test_an_arena_revived_after_drops_hands_out_nothing_a_rewind_could_miss() -> None:
+    owner = _revived_after_drops()
+    arena = owner.arena
+    try:
+        checkpoint = arena.checkpoint()
+        # (it handed out slot 0 from the dropped values' region, and iterated it twice:
+        # a rewind to this checkpoint was accepted while that value lived)
+        assert [arena.alloc(5), arena.alloc(6)] == [None, None]
+        assert list(arena) == [] and len(arena) == 0
+        arena.rewind(checkpoint)
+        with arena.scope():
+            assert arena.alloc(7) is None
+        arena.reset()
+        assert arena.alloc(8) is None and owner.dropped == [2, 1]
+    finally:
+        arena.close()
+    assert owner.dropped == [2, 1]
+
+
 # -- an arena revived by its callback, its first slot once dead ------------------------------
 
 _ARENA: list[Any] = []
@@ -176,11 +210,10 @@ def test_an_arena_revived_at_collection_drops_the_value_in_its_once_dead_first_s
         assert owner.dropped == [99]  # the dead slot is passed over
         arena = owner.arena
         assert len(arena) == 0
-        values = [arena.alloc(k) for k in (10, 11)]  # slot 0 is an ordinary one again
-        del values
+        assert [arena.alloc(k) for k in (10, 11)] == [None] * 2  # (it hands out nothing)
         arena.reset()
-        assert owner.dropped == [99, 11, 10]
         arena.close()
+        assert owner.dropped == [99]
     finally:
         _Reviver.revived.clear()
 
@@ -195,20 +228,21 @@ class _Node(ctypes.Structure):
 def test_an_arena_revived_with_no_value_kept_keeps_no_pointer_target_of_a_freed_value() -> None:
     gc.collect()
     owner = _Reviver(_Node)
+    targets = []
     for k in (1, 2, 3):
-        owner.arena.alloc(k)
-    del owner
+        target = ctypes.c_int64(k)
+        owner.arena.alloc(k).p = ctypes.pointer(target)
+        targets.append(ref(target))
+    del owner, target
     gc.collect()
     with Unraisable() as unraisable:
         try:
             owner = _Reviver.revived[0]
             arena: Any = owner.arena
             assert owner.dropped == [3, 2, 1] and len(arena) == 0
-            # (the second round: in slot arrays made since it came back)
-            targets = point_at_new_targets(arena, rounds=2, count=3)
             gc.collect()
-            assert [target() for target in targets] == [None] * 6
-            assert owner.dropped == [3, 2, 1, 2, 1, 0, 2, 1, 0]
+            assert [target() for target in targets] == [None] * 3
+            assert arena.alloc() is None  # (a revived arena hands out nothing)
             arena.close()
         finally:
             _Reviver.revived.clear()
