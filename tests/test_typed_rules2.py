@@ -15,6 +15,8 @@ import ctypes
 import gc
 from typing import Any
 
+from test_slots_rules3 import _Phoenix, _revived_after_drops
+
 from linalloc import TypedArena, address
 from linalloc._store import EagerStore
 
@@ -49,40 +51,9 @@ def test_values_dropped_at_collection_are_read_from_their_aligned_slots() -> Non
 # -- an arena brought back to life at collection time --------------------------------------
 
 
-class _Phoenix:
-    """Owns an arena whose callback is its own method (a cycle); comes back when collected."""
-
-    revived: list[_Phoenix] = []
-
-    def __init__(self) -> None:
-        self.arena = TypedArena(ctypes.c_int64, 8, drop=self.release)
-        self.dropped: list[int] = []
-
-    def release(self, value: Any) -> None:
-        self.dropped.append(value.value)
-
-    def __del__(self) -> None:
-        _Phoenix.revived.append(self)
-
-
-def _revived_after_a_checkpoint_at_one() -> _Phoenix:
-    """An owner collected and revived after 1, a checkpoint, 2: its arena has 0 values."""
-    gc.collect()
-    owner = _Phoenix()
-    owner.arena.alloc(1)
-    owner.arena.checkpoint()  # (a region from position 1 on)
-    owner.arena.alloc(2)
-    del owner
-    gc.collect()
-    (owner,) = _Phoenix.revived
-    _Phoenix.revived.clear()
-    assert owner.dropped == [2, 1] and len(owner.arena) == 0
-    return owner
-
-
 def test_an_empty_iterator_views_no_memory_allocated_after_a_checkpoint() -> None:
     """A rewind is refused only by views of memory allocated after the checkpoint."""
-    owner = _revived_after_a_checkpoint_at_one()
+    owner = _revived_after_drops()
     arena = owner.arena
     try:
         cp = arena.checkpoint()  # at 0: a region from 0 on, after the one from 1 on
