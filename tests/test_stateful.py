@@ -10,7 +10,7 @@ written through it, ``used``/``len``/``committed``/``live_views()``, drop
 order reverse and exactly once, and refused calls changing nothing.
 
 Each arena kind runs in its own interpreter (a broken arena could crash it),
-two at a time. ``python -m pytest tests/test_stateful.py -s`` prints the steps
+two at a time. ``python -m pytest tests/test_stateful.py -n 0 -s`` prints the steps
 run; ``HYPOTHESIS_PROFILE=long`` runs twenty times as many.
 """
 

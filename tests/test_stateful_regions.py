@@ -15,7 +15,7 @@ says what each call must do; after every step:
 - a refused call (``BufferError``, ``ValueError``, ``TypeError``) changed nothing.
 
 As in ``test_stateful``, each arena kind runs in its own interpreter, two at
-a time; ``python -m pytest tests/test_stateful_regions.py -s`` prints the
+a time; ``python -m pytest tests/test_stateful_regions.py -n 0 -s`` prints the
 steps run.
 """
 

@@ -23,7 +23,7 @@ After every step the model checks what must hold whatever was interrupted:
   ``test_safety.py``) is counted apart and reported, not failed here.
 
 The machine runs in a fresh interpreter (a broken arena could crash it);
-``python -m pytest tests/test_stateful_safety.py -s`` prints the steps run.
+``python -m pytest tests/test_stateful_safety.py -n 0 -s`` prints the steps run.
 """
 
 from __future__ import annotations

@@ -114,7 +114,18 @@ def main(argv: list[str]) -> int:
         if show:
             subprocess.run(["diff", "-u", os.path.join(ROOT, path), os.path.join(work, path)])
         env = dict(os.environ, PYTHONPATH=work, PYTHONDONTWRITEBYTECODE="1")
-        command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *args]
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-x",
+            "-q",
+            "-n",
+            "0",
+            "-p",
+            "no:cacheprovider",
+            *args,
+        ]
         tests = subprocess.run(command, cwd=work, env=env)
     finally:
         shutil.rmtree(work, ignore_errors=True)
