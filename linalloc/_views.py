@@ -663,13 +663,17 @@ def _owner_of(ours: dict[int, tuple[Part, Any]]) -> object:
     return None
 
 
-def _containers_in(container: Any) -> list[Any]:
+def _containers_in(container: Any, ours: dict[int, tuple[Part, Any]]) -> list[Any]:
     """What a container holds that can refer to a dict: dicts, tuples, ctypes objects.
 
     A dict's values, a tuple's items; a ctypes object's ``_objects`` dict (the
     one it holds: ctypes puts ``(array._objects, array)`` in the keep-alives
-    of a pointer field set from an array). (A watched array's ``_objects``
-    is in its registry's tuple.) Exact types only: no caller code.
+    of a pointer field set from an array) and its ``_b_base_`` (a value got
+    from an array holds the array: a pointer to an element of a watched
+    array keeps that array), unless that is one of the arena's own roots or
+    arrays (``ours``: their dicts are where the walk starts). (A watched
+    array's ``_objects`` is in its registry's tuple.) Exact types only: no
+    caller code.
     """
     kind = type(container)
     if kind is dict:
@@ -678,7 +682,9 @@ def _containers_in(container: Any) -> list[Any]:
         items = list(container)
     else:  # (a ctypes object)
         objects = _OBJECTS(container)
-        return [objects] if type(objects) is dict else []
+        base = _B_BASE(container)
+        found = [objects] if type(objects) is dict else []
+        return found if base is None or id(base) in ours else [*found, base]
     return [
         item
         for item in items
@@ -703,39 +709,55 @@ def _shared_dicts(ours: dict[int, tuple[Part, Any]], watched: list[Any]) -> set[
     other arena's memory holds the copy's pointers into this one, which must
     stay kept while the copy lives. ``watched``: weak references to the
     arrays the arena watches, whose dicts are judged as its arrays' are.
+
+    The walk follows a value's ``_b_base_`` to the array it was got from (a
+    pointer to an element keeps the element, which keeps its array; a
+    ``cast`` of an array puts the array in its own dict), but never counts
+    an array's own reference to its dict twice: it is :data:`_DICT_OWN`,
+    and whatever holds the array holds a view, counted as one.
     """
     objs: list[Any] = []  # every container met, once
     index: dict[int, int] = {}
     found: list[int] = []  # references from the arena's dicts and the containers met
     children: list[list[int]] = []
+    owners: list[int] = []  # id of the array whose own reference _DICT_OWN takes off
     for part, key in ours.values():
         if key is not None:
-            objects = part.arrays[key]._objects
+            array = part.arrays[key]
+            objects = array._objects
             if isinstance(objects, dict) and id(objects) not in index:
                 index[id(objects)] = len(objs)
                 objs.append(objects)
+                owners.append(id(array))
                 found.append(0)
                 children.append([])
-            del objects
+            del array, objects
     for weak in watched:
         array = weak()
         objects = _OBJECTS(array) if array is not None else None
         if type(objects) is dict and id(objects) not in index:
             index[id(objects)] = len(objs)
             objs.append(objects)
+            owners.append(id(array))
             found.append(0)
             children.append([])
         del array, objects
     mine = len(objs)
     at = 0
     while at < len(objs):
-        for kid in _containers_in(objs[at]):
+        for kid in _containers_in(objs[at], ours):
             where = index.get(id(kid))
             if where is None:
                 where = index[id(kid)] = len(objs)
                 objs.append(kid)
                 found.append(0)
                 children.append([])
+            if where < mine and owners[where] == id(objs[at]):
+                # the array's own reference to its dict, met again when the walk
+                # reaches the array (through a value got from it), is _DICT_OWN;
+                # one holding the array is a view, counted as such, and reaches
+                # the dict as the array's own
+                continue
             found[where] += 1
             children[at].append(where)
         at += 1

@@ -380,37 +380,80 @@ def test_freeing_values_lets_go_of_what_their_pointers_kept(cls: type, how: str)
     assert other.used == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an array over many slots that was cast (linalloc.cast, or ctypes.cast) "
-    "and had a pointer to the arena's own memory stored through it is never freed: the "
-    "cast put the array in its own keep-alives, the watched-array registry keeps that "
-    "dict, and the count judges it whole; reset() and close() are refused for ever",
-)
-@pytest.mark.parametrize(
+_CASTS = pytest.mark.parametrize(
     "cast",
     [
         lambda array: linalloc.cast(array, ctypes.POINTER(_Node)),
         lambda array: ctypes.cast(array, ctypes.c_void_p),
+        None,
     ],
-    ids=["linalloc.cast", "ctypes.cast"],
+    ids=["linalloc.cast", "ctypes.cast", "no cast"],
 )
+
+
+@_CASTS
+@pytest.mark.parametrize("how", ["as_array", "alloc_many"])
 def test_a_cast_array_with_a_link_inside_the_arena_lets_the_arena_close_once_gone(
-    typed_cls: type, cast: Any
+    typed_cls: type, cast: Any, how: str
 ) -> None:
     """Rule 2: once nothing made from the arena is referenced outside it, close() is
-    accepted (here: an as_array() that was cast, with a link from one of its elements to
-    another, all deleted)."""
+    accepted (here: an array over many slots that was cast, which puts the array in its
+    own keep-alives, with a link from one of its elements to another, all deleted)."""
+    arena: Any = typed_cls(_Node, 8)
+    if how == "as_array":
+        arena.alloc(v=1)
+        arena.alloc(v=2)
+        array = arena.as_array()
+    else:
+        array = arena.alloc_many(2)
+    array[1].next = ctypes.pointer(array[0])
+    pointer = cast(array) if cast is not None else None
+    del array, pointer
+    gc.collect()
+    assert arena.live_views() == 0
+    arena.close()
+
+
+class _Box(ctypes.Structure):
+    _fields_ = [("inner", _Node)]
+
+
+@_CASTS
+@pytest.mark.parametrize("keep", ["copy", "element", "copy in a list"])
+def test_a_cast_array_whose_element_is_kept_outside_keeps_its_links(
+    typed_cls: type, cast: Any, keep: str
+) -> None:
+    """Rule 1: a struct copied by value out of an array over many slots shares the
+    array's keep-alives, and so its pointers into the arena; an element kept is a view.
+    Either keeps reset() refused after the array itself is gone, cast or not (the cast
+    puts the array in its own keep-alives: the count must not take that, nor the link,
+    for the arena's own)."""
     arena: Any = typed_cls(_Node, 8)
     arena.alloc(v=1)
     arena.alloc(v=2)
     array = arena.as_array()
     array[1].next = ctypes.pointer(array[0])
-    pointer = cast(array)
+    kept: Any
+    if keep == "element":
+        kept = array[1]
+    else:
+        kept = _Box()
+        kept.inner = array[1]  # (a copy: its pointer keeps what the array's link keeps)
+        if keep == "copy in a list":
+            kept = [kept]
+    pointer = cast(array) if cast is not None else None
     del array, pointer
     gc.collect()
+    box = kept[0] if keep == "copy in a list" else kept
+    link = box.next if keep == "element" else box.inner.next
+    del box
+    with pytest.raises(BufferError, match="^cannot reset: 1 view"):
+        arena.reset()
+    assert link[0].v == 1
+    del link, kept
+    gc.collect()
+    arena.reset()
     assert arena.live_views() == 0
-    arena.close()
 
 
 def test_allocation_runs_no_count_while_no_memory_is_held(typed_cls: type) -> None:
@@ -513,3 +556,24 @@ def test_a_drop_callback_that_allocates_is_refused_before_its_items_are_read(
     assert len(seen) == 1 and isinstance(seen[0], RuntimeError) and str(seen[0]) == BUSY
     assert read == []
     assert len(arena) == 0
+
+
+def test_a_pointer_set_from_the_arenas_own_array_lets_the_arena_reset_once_gone(
+    typed_cls: type,
+) -> None:
+    """Rule 2: a pointer field set from an array keeps ``(the array's _objects, the
+    array)``; set from the arena's own slot array (a value's ``_b_base_``), it is a link
+    within the arena: counted while the array is held, not once it is let go."""
+    arena: Any = typed_cls(_Node, 8)
+    first, second = arena.alloc(v=1), arena.alloc(v=2)
+    slots = first._b_base_
+    second.next = slots  # (a pointer to the array's first element)
+    assert second.next[0].v == 1
+    del first, second
+    gc.collect()
+    with pytest.raises(BufferError, match="^cannot reset: 1 view"):
+        arena.reset()
+    del slots
+    gc.collect()
+    assert arena.live_views() == 0
+    arena.reset()
