@@ -279,11 +279,25 @@ class Dropper:
             for _ in source:
                 pass
             if n:
+                # Before any code of the caller's runs: the arena, if a callback
+                # (or its owner's finalizer) brings it back to life, hands out no
+                # memory (its checkpoints' regions are those of the values
+                # dropped here: a value it handed out again could be freed by a
+                # rewind that does not see it), and holds no value (they are
+                # this object's to drop, once: a reset() or close() of the
+                # arena, even from a callback, drops none of them).
+                store = self.store
+                store.retired = True
+                cursor.hi = 0
+                mine = Cursor(0)
+                mine.dead = cursor.dead
+                mine.win = Window(n, NOTHING)  # (first: an interrupt then drops none)
+                cursor.win = Window(0, NOTHING)
+                cursor.dead = set()
                 # A root made here does not refer to this object: a value the
                 # callback keeps keeps the memory, not a second drop. The
                 # reservation (lazy) is not released before this root is
                 # collected, even if its own finalizer ran in this collection.
-                store = self.store
                 root = store.root
                 reservation = getattr(store, "reservation", None)
                 if reservation is not None:
@@ -293,16 +307,8 @@ class Dropper:
                 del root
                 # What the values' pointers point to lives while a value kept lives.
                 array._objects[_CARRIED] = self.carried
-                error = drop_values(drop, array, cursor, 0)
-                del array
-                if cursor.dead:  # (dropped past: an arena brought back reuses them)
-                    cursor.dead = {k for k in cursor.dead if k < cursor.count()}
-                # The arena, if a callback brought it back to life, hands out no
-                # memory: its checkpoints' regions are those of the values just
-                # dropped, and a value it handed out again could be freed by a
-                # rewind that does not see it.
-                store.retired = True
-                cursor.hi = 0
+                error = drop_values(drop, array, mine, 0)
+                del array, mine
                 if kept() is not None:  # a callback kept a value
                     keeping = True
                 del store, kept

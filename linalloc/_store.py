@@ -157,13 +157,21 @@ class Reservation:
     dropper (:meth:`unpin`), so that drop callbacks never read released memory.
     A root a dropper makes pins it too, until the root is collected
     (:meth:`pin_while`): a value a drop callback keeps keeps the memory.
+
+    The release itself happens when this object is freed, not when it is
+    finalized: in a collected cycle, code another finalizer runs (an owner's
+    ``__del__``, a drop callback) can bring the cycle back to life, arena
+    and store included, after this ``__del__`` ran. So the finalizer (or the
+    last unpin after it) only hands the release to a :class:`_Release`
+    this object holds, which dies with it.
     """
 
-    __slots__ = ("vm", "address", "size", "extent", "pins", "deferred", "__weakref__")
+    __slots__ = ("vm", "address", "size", "extent", "pins", "deferred", "release", "__weakref__")
 
     def __init__(self, vm: Any, size: int) -> None:
         self.pins = 0
         self.deferred = False
+        self.release: _Release | None = None
         self.vm = vm
         self.size = size
         self.extent = 0
@@ -189,7 +197,7 @@ class Reservation:
         self.pins -= 1
         if self.deferred and not self.pins:
             self.deferred = False
-            self.vm.release(self.address, self.size)
+            self._release_when_freed()
 
     def __del__(self) -> None:
         if not hasattr(self, "address"):
@@ -197,6 +205,24 @@ class Reservation:
         if self.pins:
             self.deferred = True
             return
+        self._release_when_freed()
+
+    def _release_when_freed(self) -> None:
+        if self.release is None:
+            self.release = _Release(self.vm, self.address, self.size)
+
+
+class _Release:
+    """Releases a reservation's address space as it dies (see :class:`Reservation`)."""
+
+    __slots__ = ("vm", "address", "size")
+
+    def __init__(self, vm: Any, address: int, size: int) -> None:
+        self.vm = vm
+        self.address = address
+        self.size = size
+
+    def __del__(self) -> None:
         self.vm.release(self.address, self.size)
 
 

@@ -1,0 +1,238 @@
+"""Arenas brought back to life at collection time: an object in a collected cycle
+whose ``__del__`` keeps the cycle (an arena's owner, say) runs after the finalizers of
+the rest of the cycle, the lazy arena's reservation included. The address space is
+released when the reservation is freed, never while a revived arena can use it."""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import sys
+from typing import Any
+
+import pytest
+from conftest import run_python
+
+from linalloc._store import Reservation
+
+_REVIVED_CHILD = """
+import ctypes, gc
+import linalloc
+
+real = linalloc._vm.get()
+
+
+class RecordingVM:
+    def __init__(self):
+        self.releases = []
+
+    def release(self, addr, size):
+        self.releases.append(size)
+        real.release(addr, size)
+
+    def __getattr__(self, name):
+        return getattr(real, name)
+
+
+vm = RecordingVM()
+linalloc._vm.get = lambda: vm
+saved = []
+
+
+class Owner:
+    def __init__(self):
+        self.cycle = self
+        self.arena = linalloc.{kind}({args})
+
+    def __del__(self):
+        saved.append(self)  # brings itself, and so its arena, back to life
+
+
+def alloc(arena, k):
+    if isinstance(arena, linalloc.BumpArenaLazy):
+        value = arena.alloc(ctypes.c_int64)
+        value.value = k
+        return value
+    return arena.alloc(k)
+
+
+owner = Owner()
+first = alloc(owner.arena, 1).value
+del owner
+gc.collect()
+arena = saved[0].arena
+print(first, vm.releases, flush=True)
+values = [alloc(arena, k) for k in range(2, 2000)]  # (past the first commit step)
+print(sum(value.value for value in values), vm.releases, flush=True)
+del values, arena
+saved.clear()
+gc.collect()
+print(vm.releases, flush=True)
+"""
+
+
+@pytest.mark.parametrize(
+    "kind, args",
+    [("BumpArenaLazy", "1 << 20"), ("TypedArenaLazy", "ctypes.c_int64, 1 << 17")],
+)
+def test_a_lazy_arena_revived_at_collection_keeps_its_memory_until_freed(
+    kind: str, args: str
+) -> None:
+    """Crash test: the revived arena allocates, writes and reads its memory (before,
+    the reservation was released by its own finalizer in the same collection: the next
+    allocation wrote to unmapped memory, SIGSEGV); released once it is freed."""
+    proc = run_python(_REVIVED_CHILD.format(kind=kind, args=args))
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
+    size = 1 << 20
+    assert proc.stdout == f"1 []\n{sum(range(2, 2000))} []\n[{size}]\n"
+
+
+class _NoMemoryVM:
+    """Reserves nothing; records the releases."""
+
+    def __init__(self) -> None:
+        self.releases: list[tuple[int, int]] = []
+
+    def reserve(self, size: int) -> int:
+        return 1 << 40  # (never read or written)
+
+    def release(self, addr: int, size: int) -> None:
+        self.releases.append((addr, size))
+
+
+class _Reviver:
+    """In a cycle with a reservation; finalized, it keeps the reservation in ``saved``."""
+
+    def __init__(self, reservation: Reservation, saved: list[Any]) -> None:
+        self.cycle = self
+        self.reservation = reservation
+        self.saved = saved
+
+    def __del__(self) -> None:
+        self.saved.append(self)
+
+
+def test_a_reservation_finalized_but_brought_back_is_released_when_freed(
+    frozen: None,
+) -> None:
+    vm = _NoMemoryVM()
+    saved: list[Any] = []
+    _Reviver(Reservation(vm, 1 << 16), saved)
+    gc.collect()
+    (reviver,) = saved
+    assert vm.releases == []  # finalized in the cycle, but held again
+    saved.clear()
+    del reviver
+    gc.collect()
+    assert vm.releases == [(1 << 40, 1 << 16)]  # once freed; once only
+    gc.collect()
+    assert vm.releases == [(1 << 40, 1 << 16)]
+
+
+def test_a_reservation_let_go_is_released_at_once(frozen: None) -> None:
+    vm = _NoMemoryVM()
+    reservation = Reservation(vm, 1 << 16)
+    del reservation
+    assert vm.releases == [(1 << 40, 1 << 16)]
+
+
+# -- drop callbacks run at collection -----------------------------------------------
+
+
+class _Owner:
+    """Owns a typed arena whose drop callback is its own bound method (a cycle): the
+    callback logs each value, runs ``action(self, value)`` and may revive the owner."""
+
+    def __init__(self, kind: type, action: Any, revived: list[Any]) -> None:
+        self.arena = kind(ctypes.c_int64, 16, drop=self.release)
+        self.action = action
+        self.revived = revived
+        self.log: list[Any] = []
+
+    def release(self, value: Any) -> None:
+        self.log.append(value.value)
+        self.action(self, value)
+
+    def __del__(self) -> None:
+        self.revived.append(self)
+
+
+def _collected(kind: type, action: Any, values: tuple[int, ...] = (1, 2, 3)) -> Any:
+    """An owner collected with ``values`` in its arena (a checkpoint after the first),
+    then brought back by its ``__del__``; the callbacks ran ``action``."""
+    revived: list[Any] = []
+    owner = _Owner(kind, action, revived)
+    owner.arena.alloc(values[0])
+    owner.arena.checkpoint()
+    for k in values[1:]:
+        owner.arena.alloc(k)
+    del owner
+    gc.collect()
+    (owner,) = revived
+    return owner
+
+
+def test_a_drop_callback_at_collection_gets_no_slot_from_its_arena(typed_cls: type) -> None:
+    """No slot is handed out twice: the arena a callback allocates from while its values
+    are dropped at collection hands out nothing (before, the slot of the value being
+    dropped, which the callback keeps)."""
+    kept: list[Any] = []
+
+    def keep_and_alloc(owner: Any, value: Any) -> None:
+        kept.append(value)
+        kept.append(owner.arena.alloc(0))
+        kept.append(owner.arena.alloc_raw(0))
+
+    owner = _collected(typed_cls, keep_and_alloc)
+    assert kept[1::3] == [None, None, None]
+    assert kept[2::3] == [None, None, None]
+    assert [value.value for value in kept[0::3]] == [3, 2, 1]
+    assert owner.arena.alloc(9) is None  # (revived: nothing either)
+    assert [value.value for value in kept[0::3]] == [3, 2, 1]
+
+
+@pytest.mark.parametrize("how", ["reset", "close"])
+def test_a_drop_callback_at_collection_that_resets_its_arena_drops_each_value_once(
+    typed_cls: type, how: str
+) -> None:
+    """The values dropped at collection are not the arena's any more: a reset() or
+    close() a callback runs drops none of them (before, those below were dropped
+    twice)."""
+
+    def reset_first(owner: Any, value: Any) -> None:
+        if len(owner.log) == 1:
+            getattr(owner.arena, how)()
+            owner.log.append(how)
+
+    owner = _collected(typed_cls, reset_first)
+    assert owner.log == [3, how, 2, 1]
+    assert len(owner.arena) == 0 if how == "reset" else owner.arena.closed
+
+
+def _interrupt(kind: type[BaseException]) -> Any:
+    def action(owner: Any, value: Any) -> None:
+        if value.value == 1:
+            raise kind
+
+    return action
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, SystemExit, ValueError])
+def test_an_arena_revived_after_a_callback_raised_at_collection_hands_out_nothing(
+    typed_cls: type, error: type[BaseException], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the last callback raises (before, a ``KeyboardInterrupt`` left the
+    arena with its checkpoints' regions: it handed out slot 0 again, iterated it twice
+    and accepted a rewind while that value lived)."""
+    raised: list[type[BaseException]] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: raised.append(u.exc_type))
+    owner = _collected(typed_cls, _interrupt(error))
+    assert owner.log == [3, 2, 1]
+    assert raised == [error]
+    arena = owner.arena
+    checkpoint = arena.checkpoint()
+    assert arena.alloc(5) is None
+    assert list(arena) == []
+    assert len(arena) == 0
+    arena.rewind(checkpoint)
+    assert arena.alloc(7) is None
