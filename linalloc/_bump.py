@@ -47,6 +47,10 @@ _MAX_TYPES = 4096
 #: Stands for the window while the hot paths must not run: it is never
 #: empty, so every allocation calls ``_close_window()``, which checks.
 _HALT: list[Any] = [None]
+#: The window's type while there is none: no argument of ``alloc()`` is it
+#: (``None`` would be: ``alloc(None)`` then popped a value made ahead for a
+#: window an interrupt left half open).
+_NO_WINDOW: Any = object()
 
 # id(ctypes type) -> (the type, whether a slice of an array of it is a list of
 # exact instances). Keyed by identity: a metaclass may make types compare equal.
@@ -165,7 +169,7 @@ class BumpArena(ArenaBase):
         # The window: values for the slots just before ``_used``, newest last.
         self._pending: list[Any] = []
         self._pop = self._pending.pop
-        self._wtype: Any = None
+        self._wtype: Any = _NO_WINDOW
         self._wsize = 0
         self._wn = 0
         self._init_ledger()
@@ -222,7 +226,7 @@ class BumpArena(ArenaBase):
         if self._closed:
             raise _closed_error()
         pending = self._pending
-        self._wtype = None  # first: no new call pops from the window
+        self._wtype = _NO_WINDOW  # first: no new call pops from the window
         self._pending = _HALT
         if pending is not _HALT and pending:
             # (emptied: an ``alloc()`` that read ``_pop`` before this, and was
@@ -608,7 +612,7 @@ class BumpArena(ArenaBase):
         if self._pending is not _HALT:
             self._pending.clear()
         self._pending = _HALT  # every allocation calls _close_window(), which raises
-        self._wtype = None
+        self._wtype = _NO_WINDOW
         self._part = Part(None)
         self._store = None
 

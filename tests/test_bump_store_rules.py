@@ -221,15 +221,18 @@ class _Cell(ctypes.Structure):
     _fields_ = [("x", ctypes.c_int64)]
 
 
-def test_alloc_of_a_non_type_raises_even_after_a_window_was_interrupted_while_opening() -> None:
-    """alloc() refuses what is not a ctypes type (TypeError), also with a window left half open."""
+@pytest.mark.parametrize("not_a_type", ["", None], ids=repr)
+def test_alloc_of_a_non_type_raises_even_after_a_window_was_interrupted_while_opening(
+    not_a_type: Any,
+) -> None:
+    """alloc() refuses what is not a ctypes type (TypeError), also with a window left half
+    open (``None`` too: it was the mark of no window, and got a value made ahead)."""
     arena = BumpArena(1 << 12)
     kept = [arena.alloc(_Cell) for _ in range(3)]  # windows of one, then two: used up
     # The next window of _Cell is filled, interrupted before the arena marks it as _Cell's.
     tracer, _ = at_line_of(BumpArena._alloc_slow, "self._wtype = ctype", _raise_interrupt)
     with pytest.raises(KeyboardInterrupt):
         traced(tracer, lambda: arena.alloc(_Cell))
-    not_a_type: Any = ""
     with pytest.raises(TypeError, match="expected a ctypes data type"):
         arena.alloc(not_a_type)
     value = arena.alloc(_Cell)  # (the window is given back first)
