@@ -451,6 +451,15 @@ class Ledger:
         starts = [address_of(region.start) for region in regions]
         place = partial(_in_regions, regions, starts, now)
         scope = _Scope(lo, hi, ours, current + held, watching, self.out, place)
+        if since < len(regions):
+            # A dict of memory to be freed that memory which stays reaches (a
+            # struct copied by value out of a value made after the checkpoint
+            # into one made before it shares the later value's dict): the
+            # pointers it keeps the targets of may now lie in memory that
+            # stays. Its entries all stay, and count.
+            staying = [part for region in regions[:since] for part in region.parts] + held
+            freed = [part for region in regions[since:] for part in region.parts]
+            scope.shared |= _dicts_reached(staying, freed, watching, ours)
         self.put_back()
         for at, region in enumerate(regions):
             # (what a region that stays points to must be the arena's own now;
@@ -777,6 +786,54 @@ def _shared_dicts(ours: dict[int, tuple[Part, Any]], watched: list[Any]) -> set[
                 external[kid] = True
                 stack.append(kid)
     return {key for key, k in index.items() if k < mine and external[k]}
+
+
+def _dicts_reached(
+    staying: list[Part],
+    freed: list[Part],
+    watching: Watching,
+    ours: dict[int, tuple[Part, Any]],
+) -> set[int]:
+    """The ids of the ``_objects`` dicts of ``freed``'s arrays (and the live arrays
+    watched over them) that the keep-alives of ``staying``'s arrays reach.
+
+    Walks dicts, tuples and ctypes objects (:func:`_containers_in`), through
+    dicts of freed memory too; exact types only: no caller code.
+    """
+    wanted: set[int] = set()
+    for objects in _dicts_of(freed, watching):
+        wanted.add(id(objects))
+    if not wanted:
+        return set()
+    todo = _dicts_of(staying, watching)
+    seen: set[int] = set()
+    reached: set[int] = set()
+    while todo:
+        item = todo.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if id(item) in wanted:
+            reached.add(id(item))
+        todo.extend(_containers_in(item, ours))
+    return reached
+
+
+def _dicts_of(parts: list[Part], watching: Watching) -> list[Any]:
+    """The ``_objects`` dicts of ``parts``' arrays and of the live arrays watched over them."""
+    found = []
+    for part in parts:
+        for array in part.arrays.values():
+            objects = _OBJECTS(array)
+            if type(objects) is dict:
+                found.append(objects)
+        for weak in watching.get(id(part), ()):
+            watched = weak()
+            objects = _OBJECTS(watched) if watched is not None else None
+            if type(objects) is dict:
+                found.append(objects)
+            del watched
+    return found
 
 
 def _carry_keepalives(old: Part, new: Part) -> bool:

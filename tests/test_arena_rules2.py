@@ -577,3 +577,40 @@ def test_a_pointer_set_from_the_arenas_own_array_lets_the_arena_reset_once_gone(
     gc.collect()
     assert arena.live_views() == 0
     arena.reset()
+
+
+@pytest.mark.parametrize("cls", ALL_KINDS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cast", ["no cast", "slots cast", "pre cast"])
+def test_a_later_value_copied_into_earlier_memory_keeps_its_rewind_refused(
+    cls: type, cast: str
+) -> None:
+    """Rule 2: a struct copied by value out of a value made after a checkpoint into one
+    made before it keeps the later value's pointers (ctypes shares the later value's
+    keep-alives); rewind() is refused while the copy holds them (before, it was
+    accepted: the earlier value pointed into memory handed out again), and accepted
+    once the copy is overwritten."""
+    typed = cls in TYPED_KINDS
+    arena: Any = cls(_Box, 16) if typed else cls(1 << 12)
+    pre = arena.alloc() if typed else arena.alloc(_Box)
+    checkpoint = arena.checkpoint()
+    a, b = (arena.alloc(), arena.alloc()) if typed else (arena.alloc(_Box), arena.alloc(_Box))
+    b.inner.v = 11
+    a.inner.next = ctypes.pointer(b.inner)
+    pre.inner = a.inner  # by value: pre now points at b
+    kept = None
+    if cast == "slots cast":
+        linalloc.cast(a._b_base_, ctypes.c_void_p)  # (the result dropped at once)
+    elif cast == "pre cast":
+        kept = linalloc.cast(pre, ctypes.POINTER(_Box))
+    del a, b
+    gc.collect()
+    with pytest.raises(BufferError, match="^cannot rewind to this checkpoint: "):
+        arena.rewind(checkpoint)
+    assert pre.inner.next[0].v == 11
+    pre.inner = _Node(5)  # (the copy's keep-alives replaced: nothing points past it)
+    gc.collect()
+    arena.rewind(checkpoint)
+    assert pre.inner.v == 5
+    del kept, pre
+    gc.collect()
+    arena.reset()
