@@ -278,17 +278,18 @@ class Dropper:
             cursor.win = Window(n, NOTHING)
             for _ in source:
                 pass
+            # Before any code of the caller's runs: the arena, if a callback (or
+            # its owner's finalizer) brings it back to life, hands out no memory
+            # (its checkpoints' regions are those of the values dropped here: a
+            # value it handed out again could be freed by a rewind that does not
+            # see it; with none to drop, what it handed out would never be
+            # dropped: this object runs once), and holds no value (they are this
+            # object's to drop, once: a reset() or close() of the arena, even
+            # from a callback, drops none of them).
+            store = self.store
+            store.retired = True
+            cursor.hi = 0
             if n:
-                # Before any code of the caller's runs: the arena, if a callback
-                # (or its owner's finalizer) brings it back to life, hands out no
-                # memory (its checkpoints' regions are those of the values
-                # dropped here: a value it handed out again could be freed by a
-                # rewind that does not see it), and holds no value (they are
-                # this object's to drop, once: a reset() or close() of the
-                # arena, even from a callback, drops none of them).
-                store = self.store
-                store.retired = True
-                cursor.hi = 0
                 mine = Cursor(0)
                 mine.dead = cursor.dead
                 mine.win = Window(n, NOTHING)  # (first: an interrupt then drops none)

@@ -162,8 +162,9 @@ class Reservation:
     finalized: in a collected cycle, code another finalizer runs (an owner's
     ``__del__``, a drop callback) can bring the cycle back to life, arena
     and store included, after this ``__del__`` ran. So the finalizer (or the
-    last unpin after it) only hands the release to a :class:`_Release`
-    this object holds, which dies with it.
+    last unpin after it) only makes a :class:`_Release`, which this object
+    holds and which dies with it. (Made then, not before: an object of the
+    collected cycle would be finalized with it.)
     """
 
     __slots__ = ("vm", "address", "size", "extent", "pins", "deferred", "release", "__weakref__")
@@ -209,21 +210,30 @@ class Reservation:
 
     def _release_when_freed(self) -> None:
         if self.release is None:
-            self.release = _Release(self.vm, self.address, self.size)
+            _Release(self)
 
 
 class _Release:
-    """Releases a reservation's address space as it dies (see :class:`Reservation`)."""
+    """Releases a reservation's address space as it dies (see :class:`Reservation`).
 
-    __slots__ = ("vm", "address", "size")
+    It stores itself in the reservation, then arms itself: a signal landing
+    anywhere leaves the space reserved (a leak), never released while the
+    reservation lives.
+    """
 
-    def __init__(self, vm: Any, address: int, size: int) -> None:
-        self.vm = vm
-        self.address = address
-        self.size = size
+    __slots__ = ("armed", "vm", "address", "size")
+
+    def __init__(self, reservation: Reservation) -> None:
+        self.armed = False
+        self.vm = reservation.vm
+        self.address = reservation.address
+        self.size = reservation.size
+        reservation.release = self
+        self.armed = True
 
     def __del__(self) -> None:
-        self.vm.release(self.address, self.size)
+        if getattr(self, "armed", False):
+            self.vm.release(self.address, self.size)
 
 
 class LazyStore:

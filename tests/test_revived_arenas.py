@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from conftest import run_python
 
+from linalloc import _store
 from linalloc._store import Reservation
 
 _REVIVED_CHILD = """
@@ -236,3 +237,76 @@ def test_an_arena_revived_after_a_callback_raised_at_collection_hands_out_nothin
     assert len(arena) == 0
     arena.rewind(checkpoint)
     assert arena.alloc(7) is None
+
+
+def _interrupting(code: Any, event_wanted: str, line: int) -> Any:
+    """A trace function that raises ``KeyboardInterrupt`` once in ``code``: at the
+    ``line`` event of that line, or at its ``return`` event."""
+    fired: list[bool] = []
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        if not fired and (
+            (event == event_wanted == "line" and frame.f_lineno == line)
+            or (event == event_wanted == "return")
+        ):
+            fired.append(True)
+            raise KeyboardInterrupt
+        return local
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        return local if frame.f_code is code else None
+
+    tracer.fired = fired  # type: ignore[attr-defined]
+    return tracer
+
+
+_RELEASE_INIT = _store._Release.__init__.__code__
+_RELEASE_LINES = sorted(
+    {line for _, _, line in _RELEASE_INIT.co_lines() if line is not None}
+    - {_RELEASE_INIT.co_firstlineno}
+)
+
+
+@pytest.mark.parametrize(
+    "event, line",
+    [("line", line) for line in _RELEASE_LINES] + [("return", 0)],
+    ids=[f"line+{line - _RELEASE_INIT.co_firstlineno}" for line in _RELEASE_LINES] + ["return"],
+)
+def test_an_interrupt_while_the_release_is_made_never_releases_early(
+    event: str, line: int, frozen: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signal anywhere in the making of the release (in the finalizer of a reservation
+    that a reviver brings back): the space stays reserved while the reservation is
+    held (before, an interrupt just after the release object was made freed it at
+    once), and is released at most once."""
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: None)
+    vm = _NoMemoryVM()
+    saved: list[Any] = []
+    _Reviver(Reservation(vm, 1 << 16), saved)
+    tracer = _interrupting(_RELEASE_INIT, event, line)
+    sys.settrace(tracer)
+    try:
+        gc.collect()
+    finally:
+        sys.settrace(None)
+    assert tracer.fired == [True]
+    (reviver,) = saved
+    assert vm.releases == []  # held again: never released yet
+    saved.clear()
+    del reviver
+    gc.collect()
+    assert vm.releases in ([], [(1 << 40, 1 << 16)])  # (a leak at worst)
+
+
+def test_an_arena_revived_with_nothing_to_drop_hands_out_nothing(typed_cls: type) -> None:
+    """Its drop callback will not run at its next collection (a finalizer runs once):
+    what it handed out would never be dropped (before, it handed values out)."""
+    revived: list[Any] = []
+    owner = _Owner(typed_cls, lambda owner, value: None, revived)
+    del owner
+    gc.collect()
+    (owner,) = revived
+    assert owner.arena.alloc(1) is None
+    assert owner.arena.alloc_extend([2]) is None
+    assert owner.log == []
+    owner.arena.close()

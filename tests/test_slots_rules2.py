@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import types
 from typing import Any
 
 import pytest
@@ -83,7 +84,8 @@ def _dropper(end: int, *, live: bool = False, drop: bool = True, count: int = 0)
     arena = _Arena()
     cursor = Cursor(0)
     cursor.win = Window(count, _slots.NOTHING)
-    dropper = Dropper(lambda value: None, ctypes.c_int64, object(), 0, cursor, lambda: None)
+    store = types.SimpleNamespace(retired=False)  # (retired when the dropper runs)
+    dropper = Dropper(lambda value: None, ctypes.c_int64, store, 0, cursor, lambda: None)
     if live:
         dropper.arena = lambda: arena
     if not drop:
