@@ -12,32 +12,23 @@ from typing import Any
 
 import pytest
 from conftest import run_python
+from test_store_rules2 import RECORDING_VM
+from test_store_rules3 import _NoMemoryVM
 
 from linalloc import _store
 from linalloc._store import Reservation
 
-_REVIVED_CHILD = """
-import ctypes, gc
-import linalloc
-
-real = linalloc._vm.get()
-
-
-class RecordingVM:
-    def __init__(self):
-        self.releases = []
-
-    def release(self, addr, size):
-        self.releases.append(size)
-        real.release(addr, size)
-
-    def __getattr__(self, name):
-        return getattr(real, name)
-
+_REVIVED_CHILD = (
+    RECORDING_VM
+    + """
 
 vm = RecordingVM()
 linalloc._vm.get = lambda: vm
 saved = []
+
+
+def sizes():
+    return [size for _, size in vm.releases]
 
 
 class Owner:
@@ -62,14 +53,15 @@ first = alloc(owner.arena, 1).value
 del owner
 gc.collect()
 arena = saved[0].arena
-print(first, vm.releases, flush=True)
+print(first, sizes(), flush=True)
 values = [alloc(arena, k) for k in range(2, 2000)]  # (past the first commit step)
-print(sum(value.value for value in values), vm.releases, flush=True)
+print(sum(value.value for value in values), sizes(), flush=True)
 del values, arena
 saved.clear()
 gc.collect()
-print(vm.releases, flush=True)
+print(sizes(), flush=True)
 """
+)
 
 
 @pytest.mark.parametrize(
@@ -86,19 +78,6 @@ def test_a_lazy_arena_revived_at_collection_keeps_its_memory_until_freed(
     assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
     size = 1 << 20
     assert proc.stdout == f"1 []\n{sum(range(2, 2000))} []\n[{size}]\n"
-
-
-class _NoMemoryVM:
-    """Reserves nothing; records the releases."""
-
-    def __init__(self) -> None:
-        self.releases: list[tuple[int, int]] = []
-
-    def reserve(self, size: int) -> int:
-        return 1 << 40  # (never read or written)
-
-    def release(self, addr: int, size: int) -> None:
-        self.releases.append((addr, size))
 
 
 class _Reviver:

@@ -129,11 +129,11 @@ def test_pages_committed_again_are_cleared_only_if_the_platform_leaves_them_unde
 
 # -- a value a drop callback keeps at collection ----------------------------------------
 
-_KEPT_CHILD = """
+#: Child code: ``RecordingVM``, a platform layer that records what it releases as
+#: ``(address, size)`` in ``releases``, and releases it.
+RECORDING_VM = """
 import ctypes, gc
 import linalloc
-from linalloc import TypedArenaLazy
-from linalloc import _store
 
 real = linalloc._vm.get()
 
@@ -148,6 +148,13 @@ class RecordingVM:
 
     def __getattr__(self, name):
         return getattr(real, name)
+"""
+
+_KEPT_CHILD = (
+    RECORDING_VM
+    + """
+from linalloc import TypedArenaLazy
+from linalloc import _store
 
 
 vm = RecordingVM()
@@ -179,6 +186,7 @@ kept.clear()
 gc.collect()
 print(len(vm.releases), len(_store._WAITING) - waiting, flush=True)
 """
+)
 
 
 def test_a_value_kept_at_collection_keeps_the_reservation_until_it_dies() -> None:
