@@ -18,6 +18,7 @@ import ctypes
 import sys
 from _operator import length_hint
 from _weakref import ref
+from collections import deque
 
 from ._store import array_type
 from ._views import _SOURCE_KEY
@@ -189,6 +190,11 @@ def _carry(array: Any) -> None:
         dropper.carry(objects)
 
 
+def _exhaust(iterator: Any) -> None:
+    """Take every item of a range iterator, in one call of C code."""
+    deque(iterator, 0)
+
+
 class Dropper:
     """Drops what an unreachable arena still held, once; errors go to sys.unraisablehook.
 
@@ -268,16 +274,7 @@ class Dropper:
         keeping = False
         try:
             cursor = self.cursor
-            n = cursor.count()
-            self.end = n  # (slot arrays finalized later in a collected cycle still carry)
-            cursor.dirty = max(cursor.dirty, n)
-            # The arena's value iterator shares the window's range iterator:
-            # exhaust it, so that an arena brought back to life (the callback
-            # kept its owner) hands out nothing from the old window.
-            source = cursor.win.source
-            cursor.win = Window(n, NOTHING)
-            for _ in source:
-                pass
+            store = self.store
             # Before any code of the caller's runs: the arena, if a callback (or
             # its owner's finalizer) brings it back to life, hands out no memory
             # (its checkpoints' regions are those of the values dropped here: a
@@ -286,9 +283,18 @@ class Dropper:
             # dropped: this object runs once), and holds no value (they are this
             # object's to drop, once: a reset() or close() of the arena, even
             # from a callback, drops none of them).
-            store = self.store
             store.retired = True
             cursor.hi = 0
+            n = cursor.count()
+            self.end = n  # (slot arrays finalized later in a collected cycle still carry)
+            cursor.dirty = max(cursor.dirty, n)
+            # The arena's value iterator shares the window's range iterator:
+            # exhaust it in one call (no signal lands in the middle), then
+            # replace the window: until then, a value the iterator hands out
+            # is counted.
+            source = cursor.win.source
+            _exhaust(source)
+            cursor.win = Window(n, NOTHING)
             if n:
                 mine = Cursor(0)
                 mine.dead = cursor.dead

@@ -45,8 +45,8 @@ class EagerStore:
 
     lazy = False
     last_error: int | None = None
-    #: True once a typed arena's values were dropped at collection time while
-    #: a drop callback kept one: the memory is not handed out again
+    #: True once a typed arena with a drop callback was collected (its
+    #: ``Dropper`` ran): the memory is not handed out again
     retired = False
 
     def __init__(self, capacity: int) -> None:

@@ -42,9 +42,9 @@ class SlotWindows(TypedState[T]):
     def _usable_slots(self) -> int:
         """Slots that lie wholly in usable (committed) memory; none once retired.
 
-        (A store is retired when the values were dropped at collection time and
-        a drop callback kept one, bringing the arena back to life: its memory
-        is never handed out again, whatever call comes next.)
+        (A store is retired when the arena's drop callbacks are run at
+        collection time, before the first: an arena brought back to life hands
+        out none of its memory again, whatever call comes next.)
         """
         store = self._store
         if store.retired:

@@ -15,7 +15,7 @@ from conftest import run_python
 from test_store_rules2 import RECORDING_VM
 from test_store_rules3 import _NoMemoryVM
 
-from linalloc import _store
+from linalloc import _slots, _store
 from linalloc._store import Reservation
 
 _REVIVED_CHILD = (
@@ -289,3 +289,43 @@ def test_an_arena_revived_with_nothing_to_drop_hands_out_nothing(typed_cls: type
     assert owner.arena.alloc_extend([2]) is None
     assert owner.log == []
     owner.arena.close()
+
+
+_DROPPER_DEL = _slots.Dropper.__del__.__code__
+_DROPPER_LINES = sorted(
+    {line for _, _, line in _DROPPER_DEL.co_lines() if line is not None}
+    - {_DROPPER_DEL.co_firstlineno}
+)
+
+
+@pytest.mark.parametrize(
+    "line", _DROPPER_LINES, ids=[f"line+{n - _DROPPER_DEL.co_firstlineno}" for n in _DROPPER_LINES]
+)
+def test_an_interrupt_anywhere_in_the_collection_drops_never_hands_a_slot_out_twice(
+    typed_cls: type, line: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``KeyboardInterrupt`` at any line of the dropper, the arena then revived by its
+    owner: whatever it hands out afterwards is counted and never lies under a live value
+    (before, an interrupt while the old window was being used up left it handing out
+    slots it did not count; a window restarted later handed the same slot out again)."""
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: None)
+    revived: list[Any] = []
+    owner = _Owner(typed_cls, lambda owner, value: None, revived)
+    for k in (1, 2, 3):
+        owner.arena.alloc(k)
+    del owner
+    tracer = _interrupting(_DROPPER_DEL, "line", line)
+    sys.settrace(tracer)
+    try:
+        gc.collect()
+    finally:
+        sys.settrace(None)
+    (owner,) = revived
+    arena = owner.arena
+    values = [value for value in [arena.alloc(100), arena.alloc(101)] if value is not None]
+    with arena.scope():  # (its exit restarts the window at the count)
+        pass
+    again = arena.alloc(200)
+    live = values if again is None else [*values, again]
+    assert len({ctypes.addressof(value) for value in live}) == len(live)
+    assert [value.value for value in values] == [100, 101][: len(values)]
