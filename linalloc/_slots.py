@@ -18,7 +18,6 @@ import ctypes
 import sys
 from _operator import length_hint
 from _weakref import ref
-from collections import deque
 
 from ._store import array_type
 from ._views import _SOURCE_KEY
@@ -190,11 +189,6 @@ def _carry(array: Any) -> None:
         dropper.carry(objects)
 
 
-def _exhaust(iterator: Any) -> None:
-    """Take every item of a range iterator, in one call of C code."""
-    deque(iterator, 0)
-
-
 class Dropper:
     """Drops what an unreachable arena still held, once; errors go to sys.unraisablehook.
 
@@ -293,7 +287,7 @@ class Dropper:
             # replace the window: until then, a value the iterator hands out
             # is counted.
             source = cursor.win.source
-            _exhaust(source)
+            list(source)  # (C code: the items of a range iterator, in one call)
             cursor.win = Window(n, NOTHING)
             if n:
                 mine = Cursor(0)
