@@ -224,17 +224,10 @@ class Dropper:
         self.arena = arena  # (a weak reference: the arena, while it lives)
         self.carried: list[Any] = []
         self.end = -1
-        reservation = getattr(store, "reservation", None)
-        if reservation is not None:
-            reservation.pins += 1
 
     def detach(self) -> None:
         """Nothing left to drop (the arena dropped its values itself)."""
-        if self.drop is not None:
-            self.drop = None
-            reservation = getattr(self.store, "reservation", None)
-            if reservation is not None:
-                reservation.unpin()
+        self.drop = None
 
     def carry(self, objects: dict[str, Any]) -> None:
         """Keep the keep-alives of live values from a dying slot array's ``objects``.
@@ -296,13 +289,9 @@ class Dropper:
                 cursor.win = Window(0, NOTHING)
                 cursor.dead = set()
                 # A root made here does not refer to this object: a value the
-                # callback keeps keeps the memory, not a second drop. The
-                # reservation (lazy) is not released before this root is
-                # collected, even if its own finalizer ran in this collection.
+                # callback keeps keeps the memory (the root holds the store,
+                # and a lazy store its reservation), not a second drop.
                 root = store.root
-                reservation = getattr(store, "reservation", None)
-                if reservation is not None:
-                    reservation.pin_while(root)
                 kept = ref(root)
                 array = array_type(slot_type(self.ctype), n).from_buffer(root, self.offset)
                 del root

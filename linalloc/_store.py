@@ -24,7 +24,6 @@ from __future__ import annotations
 import ctypes
 import mmap
 import sys
-from _weakref import ref
 
 from . import _vm
 
@@ -140,76 +139,35 @@ def root_over(address: int, size: int, owner: object) -> Any:
     return root
 
 
-#: Weak references whose callbacks unpin a reservation, by id (see
-#: ``Reservation.pin_while``; a weak reference to a ctypes object is not hashable).
-_WAITING: dict[int, Any] = {}
-
-
 class Reservation:
-    """Reserved address space, released (``munmap``/``VirtualFree``) when collected.
+    """Reserved address space, released (``munmap``/``VirtualFree``) when this object is freed.
 
     ``extent`` is how many bytes from the start have ever been committed: they
     stay accessible until the release (decommitting never removes access).
 
-    ``pins``: how many typed arenas' droppers still have values to drop at
-    collection time. In a collected cycle the finalizers run in no set order;
-    if this one runs first while pinned, the release waits for the last
-    dropper (:meth:`unpin`), so that drop callbacks never read released memory.
-    A root a dropper makes pins it too, until the root is collected
-    (:meth:`pin_while`): a value a drop callback keeps keeps the memory.
-
-    The release itself happens when this object is freed, not when it is
-    finalized: in a collected cycle, code another finalizer runs (an owner's
-    ``__del__``, a drop callback) can bring the cycle back to life, arena
-    and store included, after this ``__del__`` ran. So the finalizer (or the
-    last unpin after it) only makes a :class:`_Release`, which this object
-    holds and which dies with it. (Made then, not before: an object of the
-    collected cycle would be finalized with it.)
+    Whatever can reach the memory holds this object: each root holds its
+    store, which holds this; a typed arena's dropper holds the store while its
+    drop callbacks run. So the release happens when this object is freed, not
+    when it is finalized: in a collected cycle, code another finalizer runs
+    (an owner's ``__del__``, a drop callback) can bring the cycle back to
+    life, arena and store included, after this ``__del__`` ran, and every
+    finalizer of the cycle runs before any of its objects is freed. The
+    finalizer only makes a :class:`_Release`, which this object holds and
+    which dies with it. (Made then, not before: an object of the collected
+    cycle would be finalized with it.)
     """
 
-    __slots__ = ("vm", "address", "size", "extent", "pins", "deferred", "release", "__weakref__")
+    __slots__ = ("vm", "address", "size", "extent", "release", "__weakref__")
 
     def __init__(self, vm: Any, size: int) -> None:
-        self.pins = 0
-        self.deferred = False
         self.release: _Release | None = None
         self.vm = vm
         self.size = size
         self.extent = 0
         self.address: int = vm.reserve(size)  # (if this raises, __del__ has nothing to do)
 
-    def pin_while(self, obj: object) -> None:
-        """Do not release before ``obj`` has been collected (a root made at collection time).
-
-        A weak reference with a callback, kept in a module-level set so that
-        the callback runs even when ``obj`` dies in a collected cycle.
-        """
-        self.pins += 1
-
-        def gone(known: Any, reservation: Reservation = self) -> None:
-            _WAITING.pop(id(known), None)
-            reservation.unpin()
-
-        known = ref(obj, gone)
-        _WAITING[id(known)] = known
-
-    def unpin(self) -> None:
-        """A dropper is done; release now if the release was waiting for it."""
-        self.pins -= 1
-        if self.deferred and not self.pins:
-            self.deferred = False
-            self._release_when_freed()
-
     def __del__(self) -> None:
-        if not hasattr(self, "address"):
-            return
-        if self.pins:
-            self.deferred = True
-            return
-        self._release_when_freed()
-
-    def _release_when_freed(self) -> None:
-        if self.release is None:
+        if hasattr(self, "address"):
             _Release(self)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import linalloc
-from linalloc import TypedArena, TypedArenaLazy, _store, address
+from linalloc import TypedArena, TypedArenaLazy, address
 from linalloc._store import EagerStore, Reservation
 
 # -- an eager store ----------------------------------------------------------------------
@@ -88,15 +88,6 @@ class _NoMemoryVM:
         self.releases.append((addr, size))
 
 
-def _waiting() -> list[Any]:
-    """What ``_store._WAITING`` holds now (the weak references to roots made at collection)."""
-    return list(_store._WAITING.values())
-
-
-def _same(left: list[Any], right: list[Any]) -> bool:
-    return len(left) == len(right) and all(a is b for a, b in zip(left, right))
-
-
 # -- values kept at collection time ------------------------------------------------------
 
 
@@ -122,7 +113,6 @@ def test_a_reservation_values_kept_at_collection_view_is_released_once_when_they
     keeper.arena.alloc(3)
     ((reserved_at, size),) = held_vm.reserved
     assert reserved_at == where
-    before = _waiting()
     del keeper
     gc.collect()
     assert [value.value for value in kept] == [3, 2, 1]
@@ -132,7 +122,6 @@ def test_a_reservation_values_kept_at_collection_view_is_released_once_when_they
     kept.clear()
     gc.collect()
     assert held_vm.releases == [(where, size)]  # once, now that they are gone
-    assert _same(_waiting(), before)  # nothing is left waiting for them
 
 
 def test_an_arena_brought_back_by_its_drop_callback_hands_out_and_trims_nothing(
@@ -170,72 +159,34 @@ def test_an_arena_brought_back_by_its_drop_callback_hands_out_and_trims_nothing(
     gc.collect()
 
 
-# -- a reservation finalized while pinned ------------------------------------------------
+# -- a reservation finalized in a collection and brought back ---------------------------
 
 
-class _Root:
-    """Stands for a root made at collection time (weakly referenced, like a ctypes array)."""
+class _Reviver:
+    """In a cycle with a reservation: finalized, it brings the reservation back."""
 
-
-class _Pinner:
-    """Like a typed arena's dropper: holds a pin on a reservation while it lives.
-
-    In a cycle with the reservation only, so that both are finalized in the same
-    collection, in no set order. Finalized, it pins the reservation while
-    ``root`` lives, hands the reservation to ``found`` and gives its own pin back.
-    """
-
-    def __init__(self, reservation: Reservation, root: _Root, found: list[Reservation]) -> None:
-        self.cycle = self
+    def __init__(self, reservation: Reservation, found: list[Reservation]) -> None:
+        self.cycle: _Reviver | None = self
         self.reservation = reservation
-        self.root = root
         self.found = found
-        reservation.pins += 1
 
     def __del__(self) -> None:
-        reservation = self.reservation
-        reservation.pin_while(self.root)
-        self.found.append(reservation)
-        reservation.unpin()
+        self.found.append(self.reservation)
+        self.cycle = None
 
 
-def _collected_while_pinned(vm: _NoMemoryVM, root: _Root) -> Reservation:
-    """A reservation whose finalizer ran in a collection while ``root`` pinned it."""
-    found: list[Reservation] = []
-    _Pinner(Reservation(vm, 1 << 16), root, found)
-    gc.collect()
-    (reservation,) = found
-    return reservation
-
-
-def test_a_reservation_collected_while_pinned_is_released_after_its_last_pin_only(
+def test_a_reservation_finalized_and_brought_back_is_released_once_when_freed(
     frozen: None,
 ) -> None:
     vm = _NoMemoryVM()
-    before = _waiting()
-    root = _Root()
-    reservation = _collected_while_pinned(vm, root)
-    assert vm.releases == []  # the root still pins it
-    assert reservation.pins == 1
-    del root
-    assert reservation.pins == 0
-    assert _same(_waiting(), before)
-    assert vm.releases == []  # brought back to life (held here): released once freed
-    del reservation
-    assert vm.releases == [(1 << 40, 1 << 16)]
-
-
-def test_a_reservation_unpinned_again_is_released_once_when_freed(frozen: None) -> None:
-    vm = _NoMemoryVM()
-    root = _Root()
-    reservation = _collected_while_pinned(vm, root)
-    del root
-    other = _Root()
-    reservation.pin_while(other)  # pinned and unpinned after its last pin
-    del other
-    assert reservation.pins == 0
-    assert vm.releases == []
-    del reservation
-    assert vm.releases == [(1 << 40, 1 << 16)]  # once
+    found: list[Reservation] = []
+    _Reviver(Reservation(vm, 1 << 16), found)
     gc.collect()
-    assert vm.releases == [(1 << 40, 1 << 16)]
+    (reservation,) = found
+    found.clear()
+    assert reservation.release is not None  # its finalizer ran in that collection
+    assert vm.releases == []  # held here: not released
+    del reservation
+    assert vm.releases == [(1 << 40, 1 << 16)]  # once freed
+    gc.collect()
+    assert vm.releases == [(1 << 40, 1 << 16)]  # once

@@ -105,6 +105,25 @@ for line in sys.stdin:
     if any(fnmatch.fnmatch(name, x) for x in p): print(name)' "${patterns[@]}")
     echo "${#targets[@]} mutants of these modules have no result yet"
 fi
+# A mutant can make a loop that allocates without end (two of _layout._walk's did, a
+# gigabyte a minute): mutmut's CPU limit for a function most tests reach is long, so
+# stop any worker past MUTATION_MAX_RSS_MB resident (default 3000) with SIGXCPU, which
+# mutmut records as a time-out. (Not a ulimit on address space: lazy arenas reserve
+# far more address space than they use.)
+max_rss_kb=$(( ${MUTATION_MAX_RSS_MB:-3000} * 1024 ))
+(
+    while sleep 5; do
+        for pid in $(pgrep -f "mutmut run"); do
+            rss=$(ps -o rss= -p "$pid" 2>/dev/null | tr -d ' ')
+            if [ -n "$rss" ] && [ "$rss" -gt "$max_rss_kb" ]; then
+                echo "worker $pid past ${MUTATION_MAX_RSS_MB:-3000} MB resident: stopped (time-out)" >&2
+                kill -XCPU "$pid" 2>/dev/null
+            fi
+        done
+    done
+) &
+watchdog=$!
+trap 'kill "$watchdog" 2>/dev/null' EXIT
 status=0
 if [ "${#patterns[@]}" = 0 ] || [ "${#targets[@]}" -gt 0 ]; then
     timeout --signal=INT --kill-after=60 "$limit" \
