@@ -22,6 +22,7 @@ spans (all of them for the eager store).
 from __future__ import annotations
 
 import ctypes
+import gc
 import mmap
 import sys
 
@@ -139,6 +140,55 @@ def root_over(address: int, size: int, owner: object) -> Any:
     return root
 
 
+def _references(obj: object) -> int:
+    """``sys.getrefcount(obj)`` (measured the same way wherever it is compared)."""
+    return sys.getrefcount(obj)
+
+
+class _Probe:
+    """Measures, once, what :func:`_references` says in ``__del__`` of an object freed."""
+
+    __slots__ = ()
+    freed = 0
+
+    def __del__(self) -> None:
+        _Probe.freed = _references(self)
+
+
+_Probe()
+#: ``_references(self)`` in the ``__del__`` of an object being freed: the
+#: collector's finalizer call of an object that something still holds says more.
+_FREED = _Probe.freed
+
+
+def _token_references(entry: tuple[object, ...]) -> int:
+    """``sys.getrefcount`` of the token of a ``_WAITING`` entry (``entry[0]``)."""
+    return sys.getrefcount(entry[0])
+
+
+#: ``_token_references(entry)`` of an entry whose token only it holds.
+_ALONE = _token_references((object(),))
+
+#: Reservations the collector finalized: ``(token, vm, address, size)``, each
+#: released at the end of a collection once nothing but this list holds its token.
+_WAITING: list[tuple[object, Any, int, int]] = []
+
+
+def _release_waiting(phase: str, info: object) -> None:
+    """A ``gc.callbacks`` entry while ``_WAITING`` is not empty."""
+    if phase != "stop":
+        return
+    for entry in list(_WAITING):
+        if _token_references(entry) <= _ALONE:  # (its reservation has been freed)
+            for at, waiting in enumerate(_WAITING):
+                if waiting is entry:
+                    del _WAITING[at]  # (first: a signal then leaks it, never releases twice)
+                    entry[1].release(entry[2], entry[3])
+                    break
+    if not _WAITING and _release_waiting in gc.callbacks:
+        gc.callbacks.remove(_release_waiting)
+
+
 class Reservation:
     """Reserved address space, released (``munmap``/``VirtualFree``) when this object is freed.
 
@@ -147,51 +197,36 @@ class Reservation:
 
     Whatever can reach the memory holds this object: each root holds its
     store, which holds this; a typed arena's dropper holds the store while its
-    drop callbacks run. So the release happens when this object is freed, not
-    when it is finalized: in a collected cycle, code another finalizer runs
-    (an owner's ``__del__``, a drop callback) can bring the cycle back to
-    life, arena and store included, after this ``__del__`` ran, and every
-    finalizer of the cycle runs before any of its objects is freed. The
-    finalizer only makes a :class:`_Release`, which this object holds and
-    which dies with it. (Made then, not before: an object of the collected
-    cycle would be finalized with it.)
+    drop callbacks run. Freed by its last reference going away, it releases in
+    its finalizer. Finalized by the cycle collector, it is still held (by its
+    store, in the cycle): code another finalizer runs (an owner's ``__del__``,
+    a drop callback, a weak reference's callback in the teardown) can bring the
+    cycle back to life, or read a value while the collector tears the cycle
+    down, and a finalizer runs only once. So it leaves ``token``, an object
+    only it holds, with the release in ``_WAITING``: at the end of each
+    collection, a token that nothing else holds any more (this object has been
+    freed) has its space released.
     """
 
-    __slots__ = ("vm", "address", "size", "extent", "release", "__weakref__")
+    __slots__ = ("vm", "address", "size", "extent", "token", "__weakref__")
 
     def __init__(self, vm: Any, size: int) -> None:
-        self.release: _Release | None = None
+        self.token = object()  # (not tracked by the collector: never in a collected cycle)
         self.vm = vm
         self.size = size
         self.extent = 0
         self.address: int = vm.reserve(size)  # (if this raises, __del__ has nothing to do)
 
     def __del__(self) -> None:
-        if hasattr(self, "address"):
-            _Release(self)
-
-
-class _Release:
-    """Releases a reservation's address space as it dies (see :class:`Reservation`).
-
-    It stores itself in the reservation, then arms itself: a signal landing
-    anywhere leaves the space reserved (a leak), never released while the
-    reservation lives.
-    """
-
-    __slots__ = ("armed", "vm", "address", "size")
-
-    def __init__(self, reservation: Reservation) -> None:
-        self.armed = False
-        self.vm = reservation.vm
-        self.address = reservation.address
-        self.size = reservation.size
-        reservation.release = self
-        self.armed = True
-
-    def __del__(self) -> None:
-        if getattr(self, "armed", False):
+        if not hasattr(self, "address"):
+            return
+        if _references(self) <= _FREED:
             self.vm.release(self.address, self.size)
+            return
+        # (in this order: a signal between the two leaks the space, never releases it early)
+        if _release_waiting not in gc.callbacks:
+            gc.callbacks.append(_release_waiting)
+        _WAITING.append((self.token, self.vm, self.address, self.size))
 
 
 class LazyStore:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import inspect
 import sys
 from typing import Any
 
@@ -239,42 +240,243 @@ def _interrupting(code: Any, event_wanted: str, line: int) -> Any:
     return tracer
 
 
-_RELEASE_INIT = _store._Release.__init__.__code__
-_RELEASE_LINES = sorted(
-    {line for _, _, line in _RELEASE_INIT.co_lines() if line is not None}
-    - {_RELEASE_INIT.co_firstlineno}
-)
+_RESERVATION_DEL = _store.Reservation.__del__.__code__
+_WAITING_CODE = _store._release_waiting.__code__
+
+
+def _lines(code: Any) -> list[int]:
+    return sorted({n for _, _, n in code.co_lines() if n is not None} - {code.co_firstlineno})
+
+
+def _collected_path() -> list[int]:
+    """The lines of ``Reservation.__del__`` that run when the collector finalizes one."""
+    seen: set[int] = set()
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        if event == "line":
+            seen.add(frame.f_lineno)
+        return local
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        return local if frame.f_code is _RESERVATION_DEL else None
+
+    saved: list[Any] = []
+    _Reviver(Reservation(_NoMemoryVM(), 1 << 16), saved)
+    sys.settrace(tracer)
+    try:
+        gc.collect()
+    finally:
+        sys.settrace(None)
+    saved.clear()
+    gc.collect()
+    return sorted(seen)
+
+
+_COLLECTED_PATH = _collected_path()
 
 
 @pytest.mark.parametrize(
     "event, line",
-    [("line", line) for line in _RELEASE_LINES] + [("return", 0)],
-    ids=[f"line+{line - _RELEASE_INIT.co_firstlineno}" for line in _RELEASE_LINES] + ["return"],
+    [("line", line) for line in _COLLECTED_PATH] + [("return", 0)],
+    ids=[f"line+{n - _RESERVATION_DEL.co_firstlineno}" for n in _COLLECTED_PATH] + ["return"],
 )
-def test_an_interrupt_while_the_release_is_made_never_releases_early(
+def test_an_interrupt_while_a_collected_reservation_is_finalized_never_releases_early(
     event: str, line: int, frozen: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A signal anywhere in the making of the release (in the finalizer of a reservation
-    that a reviver brings back): the space stays reserved while the reservation is
-    held (before, an interrupt just after the release object was made freed it at
-    once), and is released at most once."""
+    """A signal anywhere in the finalizer of a reservation that a reviver brings back:
+    the space stays reserved while the reservation is held, and is released at most
+    once (a leak at worst)."""
     monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: None)
     vm = _NoMemoryVM()
     saved: list[Any] = []
     _Reviver(Reservation(vm, 1 << 16), saved)
-    tracer = _interrupting(_RELEASE_INIT, event, line)
+    tracer = _interrupting(_RESERVATION_DEL, event, line)
+    sys.settrace(tracer)
+    try:
+        gc.collect()
+    finally:
+        sys.settrace(None)
+    (reviver,) = saved
+    assert vm.releases == []  # held again: never released yet
+    saved.clear()
+    del reviver
+    gc.collect()
+    gc.collect()
+    assert vm.releases in ([], [(1 << 40, 1 << 16)])  # (a leak at worst)
+    assert tracer.fired == [True]
+
+
+@pytest.mark.parametrize(
+    "event, line",
+    [("line", line) for line in _lines(_WAITING_CODE)] + [("return", 0)],
+    ids=[f"line+{n - _WAITING_CODE.co_firstlineno}" for n in _lines(_WAITING_CODE)] + ["return"],
+)
+def test_an_interrupt_while_waiting_releases_are_made_releases_once_at_most(
+    event: str, line: int, frozen: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signal anywhere in the look at the waiting releases at the end of a collection
+    (the collector reports it as unraisable): a freed reservation is released once, at
+    that collection or a later one, or leaks when the signal lands between the two
+    steps of its release."""
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: None)
+    vm = _NoMemoryVM()
+    saved: list[Any] = []
+    _Reviver(Reservation(vm, 1 << 16), saved)
+    gc.collect()  # finalized, brought back: its release waits
+    (reviver,) = saved
+    saved.clear()
+    assert vm.releases == []
+    del reviver  # (freed by the next collection)
+    tracer = _interrupting(_WAITING_CODE, event, line)
     sys.settrace(tracer)
     try:
         gc.collect()
     finally:
         sys.settrace(None)
     assert tracer.fired == [True]
-    (reviver,) = saved
-    assert vm.releases == []  # held again: never released yet
-    saved.clear()
-    del reviver
     gc.collect()
-    assert vm.releases in ([], [(1 << 40, 1 << 16)])  # (a leak at worst)
+    assert vm.releases in ([], [(1 << 40, 1 << 16)])
+    if vm.releases == []:  # (only between taking it off the list and releasing it)
+        source, first = inspect.getsourcelines(_store._release_waiting)
+        leaking = {first + at for at, text in enumerate(source) if "entry[1].release(" in text}
+        assert event == "line" and line in leaking
+
+
+def test_a_reservation_collected_in_a_cycle_is_released_by_the_end_of_that_collection(
+    frozen: None,
+) -> None:
+    vm = _NoMemoryVM()
+
+    class Cycle:
+        def __init__(self) -> None:
+            self.cycle = self
+            self.reservation = Reservation(vm, 1 << 16)
+
+    Cycle()
+    assert vm.releases == []
+    gc.collect()
+    assert vm.releases == [(1 << 40, 1 << 16)]
+    assert _store._WAITING == [] and _store._release_waiting not in gc.callbacks
+    gc.collect()
+    assert vm.releases == [(1 << 40, 1 << 16)]
+
+
+_COLLECTED_TWICE_CHILD = """
+import ctypes, gc, linalloc
+
+saved = []
+
+
+class Reader:  # holds a value; reads it as the collector finalizes it
+    def __init__(self, value):
+        self.value = value
+
+    def __del__(self):
+        print("reads", self.value.value, flush=True)
+
+
+class Owner:
+    def __init__(self):
+        self.cycle = self
+        self.arena = linalloc.{kind}({args})
+        self.kept = []
+
+    def keep(self, value):
+        self.kept.append(value)
+
+    def ignore(self, value):
+        pass
+
+    def __del__(self):
+        saved.append(self)  # brings itself, and its arena, back to life (once)
+
+
+owner = Owner()
+if isinstance(owner.arena, linalloc.BumpArenaLazy):
+    owner.value = owner.arena.alloc(ctypes.c_int64)
+    owner.value.value = 7
+else:
+    owner.value = owner.arena.alloc(7)
+del owner
+gc.collect()  # finalized, the reservation included; the owner brought back
+owner = saved.pop()
+owner.reader = Reader(owner.kept[0] if owner.kept else owner.value)
+del owner
+gc.collect()  # the same cycle, garbage again: the reader runs in its teardown
+print("ok", flush=True)
+"""
+
+
+@pytest.mark.parametrize(
+    "kind, args",
+    [
+        ("BumpArenaLazy", "1 << 16"),
+        ("TypedArenaLazy", "ctypes.c_int64, 1024, drop=self.keep"),
+        ("TypedArenaLazy", "ctypes.c_int64, 1024, drop=self.ignore"),
+    ],
+    ids=["bump", "typed-keeping", "typed"],
+)
+def test_an_arena_revived_then_collected_again_keeps_its_memory_for_the_teardown(
+    kind: str, args: str
+) -> None:
+    """Crash test: a finalizer of the cycle reads a value when the revived arena is
+    collected a second time (before, the release made at the first collection was
+    itself finalized by the second, before the reader ran: SIGSEGV)."""
+    proc = run_python(_COLLECTED_TWICE_CHILD.format(kind=kind, args=args))
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
+    assert proc.stdout == "reads 7\nok\n"
+
+
+_TEARDOWN_READ_CHILD = """
+import ctypes, gc, weakref
+import linalloc
+
+
+class S(ctypes.Structure):
+    _fields_ = [("x", ctypes.c_int64)]
+
+
+refs = []
+
+
+class Sentinel:  # freed while the collector clears a value: reads the others
+    def __del__(self):
+        for ref in refs:
+            value = ref()
+            if value is not None:
+                value.x
+
+
+arena = linalloc.BumpArenaLazy(1 << 20)
+gc.collect()  # (the store and its reservation go to the oldest generation)
+
+
+class Owner:
+    def __init__(self, arena):
+        self.cycle = self
+        self.arena = arena
+        self.values = [arena.alloc(S) for _ in range(20)]
+
+    def __del__(self):
+        for value in self.values:
+            refs.append(weakref.ref(value))
+            value.sentinel = Sentinel()
+
+
+owner = Owner(arena)
+del arena, owner
+gc.collect()
+print("ok", flush=True)
+"""
+
+
+def test_values_read_while_the_collector_tears_their_cycle_down_are_still_mapped() -> None:
+    """Crash test: weak references taken by a finalizer, read while the collector clears
+    the values of the cycle (before, the reservation could be freed, and unmapped, by
+    the clearing of its store while values were still to be cleared: SIGSEGV)."""
+    proc = run_python(_TEARDOWN_READ_CHILD)
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
+    assert proc.stdout == "ok\n"
 
 
 def test_an_arena_revived_with_nothing_to_drop_hands_out_nothing(typed_cls: type) -> None:

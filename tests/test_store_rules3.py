@@ -19,7 +19,7 @@ import pytest
 
 import linalloc
 from linalloc import TypedArena, TypedArenaLazy, address
-from linalloc._store import EagerStore, Reservation
+from linalloc._store import EagerStore
 
 # -- an eager store ----------------------------------------------------------------------
 
@@ -157,36 +157,3 @@ def test_an_arena_brought_back_by_its_drop_callback_hands_out_and_trims_nothing(
     assert [value.value for value in values] == [8, 7]
     del arena, values
     gc.collect()
-
-
-# -- a reservation finalized in a collection and brought back ---------------------------
-
-
-class _Reviver:
-    """In a cycle with a reservation: finalized, it brings the reservation back."""
-
-    def __init__(self, reservation: Reservation, found: list[Reservation]) -> None:
-        self.cycle: _Reviver | None = self
-        self.reservation = reservation
-        self.found = found
-
-    def __del__(self) -> None:
-        self.found.append(self.reservation)
-        self.cycle = None
-
-
-def test_a_reservation_finalized_and_brought_back_is_released_once_when_freed(
-    frozen: None,
-) -> None:
-    vm = _NoMemoryVM()
-    found: list[Reservation] = []
-    _Reviver(Reservation(vm, 1 << 16), found)
-    gc.collect()
-    (reservation,) = found
-    found.clear()
-    assert reservation.release is not None  # its finalizer ran in that collection
-    assert vm.releases == []  # held here: not released
-    del reservation
-    assert vm.releases == [(1 << 40, 1 << 16)]  # once freed
-    gc.collect()
-    assert vm.releases == [(1 << 40, 1 << 16)]  # once
