@@ -168,7 +168,7 @@ class BumpArena(ArenaBase):
         self._base_align = self._base & -self._base if self._base else 1 << 62
         # The window: values for the slots just before ``_used``, newest last.
         self._pending: list[Any] = []
-        self._pop = self._pending.pop
+        self._pop: Any = self._pending.pop
         self._wtype: Any = _NO_WINDOW
         self._wsize = 0
         self._wn = 0
@@ -226,6 +226,8 @@ class BumpArena(ArenaBase):
         if self._closed:
             raise _closed_error()
         pending = self._pending
+        if pending is _HALT:  # (an interrupt in a halt left the window's values in _pop's list)
+            pending = self._pop.__self__
         self._wtype = _NO_WINDOW  # first: no new call pops from the window
         self._pending = _HALT
         if pending is not _HALT and pending:

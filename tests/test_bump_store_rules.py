@@ -14,11 +14,13 @@ so those tests read ``_store`` and ``_bump`` directly."""
 from __future__ import annotations
 
 import ctypes
+import inspect
 import re
 from typing import Any
 
 import pytest
 from conftest import at_line_of, traced
+from test_revived_arenas import _interrupting
 
 import linalloc
 from linalloc import BumpArena, BumpArenaLazy, Layout, _bump, _store
@@ -237,6 +239,91 @@ def test_alloc_of_a_non_type_raises_even_after_a_window_was_interrupted_while_op
         arena.alloc(not_a_type)
     value = arena.alloc(_Cell)  # (the window is given back first)
     assert type(value) is _Cell and arena.live_views() == 4
+    del kept, value
+    arena.reset()
+    assert arena.used == 0
+
+
+def test_an_allocation_a_finalizer_makes_in_the_middle_of_another_of_its_type_is_its_own() -> None:
+    """Code run in the middle of ``alloc()``'s slow path (a finalizer the collector runs
+    there) allocates the same type, opening a window with values made ahead: the outer
+    call gives those back and starts a window of one; every value has its own memory and
+    ``used`` counts exactly the values handed out."""
+    arena = BumpArena(1 << 12)
+    kept = [arena.alloc(_Cell) for _ in range(3)]  # windows of one, then two: used up
+    tracer, inner = at_line_of(
+        BumpArena._alloc_slow, "wtype = self._wtype", lambda: arena.alloc(_Cell)
+    )
+    outer = traced(tracer, lambda: arena.alloc(_Cell))
+    (first,) = inner
+    assert type(first) is _Cell and type(outer) is _Cell
+    size = ctypes.sizeof(_Cell)
+    addresses = sorted(ctypes.addressof(v) for v in [*kept, first, outer])
+    assert [b - a for a, b in zip(addresses, addresses[1:])] == [size] * 4  # (given back)
+    assert arena.used == 5 * size and arena.live_views() == 5
+    last = arena.alloc(_Cell)
+    assert ctypes.addressof(last) == addresses[-1] + size
+    del kept, first, outer, inner, last, tracer
+    arena.reset()
+    assert arena.used == 0
+
+
+_HALT_CODE = BumpArena._halt.__code__
+
+
+def _halt_lines() -> list[int]:
+    """The lines of ``_halt`` that closing a window with values made ahead runs."""
+    source, first = inspect.getsourcelines(BumpArena._halt)
+    skipped = ("raise _closed_error()", "pending = self._pop.__self__")
+    lines = {n for _, _, n in _HALT_CODE.co_lines() if n is not None} - {first}
+    return sorted(n for n in lines if not any(text in source[n - first] for text in skipped))
+
+
+_HALT_LINES = _halt_lines()
+
+
+@pytest.mark.parametrize(
+    "line", _HALT_LINES, ids=[f"line+{n - _HALT_CODE.co_firstlineno}" for n in _HALT_LINES]
+)
+def test_an_interrupt_anywhere_in_a_halt_leaves_the_arena_exact_after_the_next(line: int) -> None:
+    """A ``KeyboardInterrupt`` at any line of the halt that closes a window with values
+    made ahead (here in ``checkpoint()``): the next call that halts gives those values
+    back, so ``used`` is exact and ``close()`` is accepted once the values handed out are
+    gone (before, the values made ahead stayed in a list no halt emptied: close() and
+    reset() were refused until an allocation opened a new window)."""
+    arena = BumpArena(1 << 12)
+    kept = [arena.alloc(_Cell) for _ in range(4)]  # the third window, of four: 3 ahead
+    tracer = _interrupting(_HALT_CODE, "line", line)
+    with pytest.raises(KeyboardInterrupt):
+        traced(tracer, arena.checkpoint)
+    arena.checkpoint()  # halts again
+    exact = 4 * ctypes.sizeof(_Cell)
+    source, first = inspect.getsourcelines(BumpArena._halt)
+    if "self._used -= given" in source[line - first]:  # (given back, not yet subtracted)
+        assert arena.used == exact + 3 * ctypes.sizeof(_Cell)  # over, until reset()
+    else:
+        assert arena.used == exact
+    assert arena.live_views() == 4
+    del kept
+    arena.close()
+
+
+@pytest.mark.parametrize("not_a_type", ["", None], ids=repr)
+def test_alloc_of_a_non_type_raises_even_after_a_window_was_interrupted_while_closing(
+    not_a_type: Any,
+) -> None:
+    """The same with the window's values made ahead left in place: a call that closes the
+    window (``checkpoint()``) interrupted just after it marked the arena as having none."""
+    arena = BumpArena(1 << 12)
+    kept = [arena.alloc(_Cell) for _ in range(4)]  # the third window, of four: 3 ahead
+    tracer, _ = at_line_of(BumpArena._halt, "self._pending = _HALT", _raise_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        traced(tracer, arena.checkpoint)
+    with pytest.raises(TypeError, match="expected a ctypes data type"):
+        arena.alloc(not_a_type)
+    value = arena.alloc(_Cell)
+    assert type(value) is _Cell and arena.live_views() == 5
+    assert ctypes.addressof(value) - ctypes.addressof(kept[-1]) == ctypes.sizeof(_Cell)
     del kept, value
     arena.reset()
     assert arena.used == 0
