@@ -25,11 +25,13 @@ import ctypes
 import gc
 import mmap
 import sys
+from _weakref import ref
 
 from . import _vm
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 #: Lazy stores commit in steps of this many bytes (rounded up to whole pages).
@@ -140,53 +142,30 @@ def root_over(address: int, size: int, owner: object) -> Any:
     return root
 
 
-def _references(obj: object) -> int:
-    """``sys.getrefcount(obj)`` (measured the same way wherever it is compared)."""
-    return sys.getrefcount(obj)
+#: Weak references to the tokens of living reservations, by id: each one's
+#: callback releases its reservation's space (see :class:`Reservation`).
+_RELEASES: dict[int, Any] = {}
+#: Releases due while the collector runs, made at the end of the collection.
+_AT_END: list[tuple[Any, int, int]] = []
+#: Whether a collection is running (kept by ``_collection`` in ``gc.callbacks``).
+_collecting = False
 
 
-class _Probe:
-    """Measures, once, what :func:`_references` says in ``__del__`` of an object freed."""
-
-    __slots__ = ()
-    freed = 0
-
-    def __del__(self) -> None:
-        _Probe.freed = _references(self)
-
-
-_Probe()
-#: ``_references(self)`` in the ``__del__`` of an object being freed: the
-#: collector's finalizer call of an object that something still holds says more.
-_FREED = _Probe.freed
+def _collection(phase: str, info: object) -> None:
+    """In ``gc.callbacks`` from the first reservation on: notes when a collection runs,
+    and makes the releases due during it once it is over."""
+    global _collecting
+    _collecting = phase == "start"
+    while not _collecting and _AT_END:
+        vm, address, size = _AT_END.pop()  # (first: a signal then leaks it, never releases twice)
+        vm.release(address, size)
 
 
-def _token_references(entry: tuple[object, ...]) -> int:
-    """``sys.getrefcount`` of the token of a ``_WAITING`` entry (``entry[0]``)."""
-    return sys.getrefcount(entry[0])
-
-
-#: ``_token_references(entry)`` of an entry whose token only it holds.
-_ALONE = _token_references((object(),))
-
-#: Reservations the collector finalized: ``(token, vm, address, size)``, each
-#: released at the end of a collection once nothing but this list holds its token.
-_WAITING: list[tuple[object, Any, int, int]] = []
-
-
-def _release_waiting(phase: str, info: object) -> None:
-    """A ``gc.callbacks`` entry while ``_WAITING`` is not empty."""
-    if phase != "stop":
-        return
-    for entry in list(_WAITING):
-        if _token_references(entry) <= _ALONE:  # (its reservation has been freed)
-            for at, waiting in enumerate(_WAITING):
-                if waiting is entry:
-                    del _WAITING[at]  # (first: a signal then leaks it, never releases twice)
-                    entry[1].release(entry[2], entry[3])
-                    break
-    if not _WAITING and _release_waiting in gc.callbacks:
-        gc.callbacks.remove(_release_waiting)
+def _token() -> Any:
+    """An object the cycle collector does not track (a code object) that weak references
+    can refer to: it is never part of a collected cycle, so it dies, and a weak
+    reference's callback runs, only when the last reference to it goes away."""
+    return compile("None", "<linalloc reservation>", "eval")
 
 
 class Reservation:
@@ -197,36 +176,44 @@ class Reservation:
 
     Whatever can reach the memory holds this object: each root holds its
     store, which holds this; a typed arena's dropper holds the store while its
-    drop callbacks run. Freed by its last reference going away, it releases in
-    its finalizer. Finalized by the cycle collector, it is still held (by its
-    store, in the cycle): code another finalizer runs (an owner's ``__del__``,
-    a drop callback, a weak reference's callback in the teardown) can bring the
-    cycle back to life, or read a value while the collector tears the cycle
-    down, and a finalizer runs only once. So it leaves ``token``, an object
-    only it holds, with the release in ``_WAITING``: at the end of each
-    collection, a token that nothing else holds any more (this object has been
-    freed) has its space released.
+    drop callbacks run. The release is a weak reference's callback on
+    ``token``, which only this object holds, and which the cycle collector
+    does not track: it runs when this object is freed, never when the
+    collector merely finalizes it (an owner's ``__del__`` or a drop callback
+    can bring a collected cycle back to life, arena and store included, any
+    number of times). Freed while the collector tears a cycle down (code run
+    then can still read the cycle's values), the release waits for the end of
+    that collection.
     """
 
     __slots__ = ("vm", "address", "size", "extent", "token", "__weakref__")
 
     def __init__(self, vm: Any, size: int) -> None:
-        self.token = object()  # (not tracked by the collector: never in a collected cycle)
+        if _collection not in gc.callbacks:
+            gc.callbacks.append(_collection)
         self.vm = vm
         self.size = size
         self.extent = 0
-        self.address: int = vm.reserve(size)  # (if this raises, __del__ has nothing to do)
+        self.address: int = vm.reserve(size)
+        token = _token()
+        known = ref(token, _releasing(vm, self.address, size))
+        # (a signal before the next line leaks the space; after it, the token dies with
+        # this frame if this object does not get it: nothing can use the space then)
+        _RELEASES[id(known)] = known
+        self.token = token
 
-    def __del__(self) -> None:
-        if not hasattr(self, "address"):
-            return
-        if _references(self) <= _FREED:
-            self.vm.release(self.address, self.size)
-            return
-        # (in this order: a signal between the two leaks the space, never releases it early)
-        if _release_waiting not in gc.callbacks:
-            gc.callbacks.append(_release_waiting)
-        _WAITING.append((self.token, self.vm, self.address, self.size))
+
+def _releasing(vm: Any, address: int, size: int) -> Callable[[Any], None]:
+    """The callback of a reservation's weak reference (it refers to no reservation)."""
+
+    def release(known: Any) -> None:
+        _RELEASES.pop(id(known), None)
+        if _collecting and _collection in gc.callbacks:
+            _AT_END.append((vm, address, size))
+        else:
+            vm.release(address, size)
+
+    return release
 
 
 class LazyStore:
