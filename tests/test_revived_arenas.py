@@ -9,6 +9,7 @@ import ctypes
 import gc
 import inspect
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -255,9 +256,9 @@ def _lines(code: Any) -> list[int]:
 _RETURN: list[tuple[str, int]] = [] if UNDER_MUTATION else [("return", 0)]
 
 
-def _events(code: Any) -> tuple[list[tuple[str, int]], list[str]]:
-    """Parameters and ids: each line of ``code``, then its return."""
-    lines = _lines(code)
+def _events(code: Any, lines: list[int] | None = None) -> tuple[list[tuple[str, int]], list[str]]:
+    """Parameters and ids: each line of ``code`` (or those given), then its return."""
+    lines = _lines(code) if lines is None else lines
     ids = [f"line+{n - code.co_firstlineno}" for n in lines] + [e for e, _ in _RETURN]
     return [("line", n) for n in lines] + _RETURN, ids
 
@@ -280,8 +281,35 @@ def _traced_collection(code: Any, event: str, line: int) -> Any:
     return tracer
 
 
+def _reached(code: Any, scenario: Callable[[], object]) -> list[int]:
+    """The lines of ``code`` that ``scenario()`` runs."""
+    seen: set[int] = set()
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        if event == "line":
+            seen.add(frame.f_lineno)
+        return local
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        return local if frame.f_code is code else None
+
+    sys.settrace(tracer)
+    try:
+        scenario()
+    finally:
+        sys.settrace(None)
+    return sorted(seen)
+
+
+def _collected_cycle() -> None:
+    _Cycle(Reservation(_NoMemoryVM(), 1 << 16))
+    gc.collect()
+
+
 _RELEASE_EVENTS, _RELEASE_IDS = _events(_RELEASE_CODE)
-_COLLECTION_EVENTS, _COLLECTION_IDS = _events(_COLLECTION_CODE)
+_COLLECTION_EVENTS, _COLLECTION_IDS = _events(
+    _COLLECTION_CODE, [] if UNDER_MUTATION else _reached(_COLLECTION_CODE, _collected_cycle)
+)
 
 
 @pytest.mark.parametrize("event, line", _RELEASE_EVENTS, ids=_RELEASE_IDS)
@@ -521,6 +549,33 @@ del arena, owner
 gc.collect()
 print("ok", flush=True)
 """
+
+
+def test_values_read_in_the_teardown_of_the_collection_at_exit_are_still_mapped() -> None:
+    """Crash test: the same cycle left to the collection the interpreter makes as it
+    shuts down, which calls no collection callback (the releases wait for ever then)."""
+    child = _TEARDOWN_READ_CHILD.replace('gc.collect()\nprint("ok", flush=True)', "gc.disable()")
+    assert child != _TEARDOWN_READ_CHILD
+    proc = run_python(child)
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
+    assert proc.stdout == "" and proc.stderr == ""
+
+
+def test_the_collection_callback_stays_first(frozen: None) -> None:
+    """A callback before it that removes itself at a collection's start would make the
+    collector skip it: each new reservation puts it first again."""
+
+    def once(phase: str, info: object) -> None:
+        gc.callbacks.remove(once)
+
+    gc.callbacks.insert(0, once)
+    try:
+        Reservation(_NoMemoryVM(), 1 << 16)
+        assert gc.callbacks[0] is _store._collection
+        assert gc.callbacks.count(_store._collection) == 1
+    finally:
+        if once in gc.callbacks:
+            gc.callbacks.remove(once)
 
 
 def test_values_read_while_the_collector_tears_their_cycle_down_are_still_mapped() -> None:
