@@ -119,8 +119,8 @@ def drop_values(
     Dead slots (``cursor.dead``: never handed out) are passed over, not dropped.
     Before each call the count goes down past the value (one store of
     ``cursor.win``): an exception or a signal landing anywhere leaves every
-    value either dropped and not counted, or counted and not dropped, so no
-    value is ever dropped twice. Every value is dropped even when a callback
+    value counted and not dropped, dropped and not counted, or (landing
+    between the two) neither: never dropped twice. Every value is dropped even when a callback
     raises an ``Exception``; any other ``BaseException`` (KeyboardInterrupt)
     stops the drops at once. The first error's traceback starts at the
     callback's frame.
