@@ -4,7 +4,8 @@
 #   tools/mutation.sh [MODULE...]        e.g. tools/mutation.sh _layout _store
 #
 # With no MODULE, every module listed under [tool.mutmut] only_mutate in
-# pyproject.toml is mutated. Each mutant runs the tests of the
+# pyproject.toml is mutated. With MUTATION_KEEP=1 the modules named run one after
+# another, in that order. Each mutant runs the tests of the
 # pytest_add_cli_args_test_selection list that reach the mutated function,
 # two at a time, and the whole run stops after MUTATION_TIME_LIMIT seconds
 # (default 1800); mutants not reached by then are reported as not checked.
@@ -96,7 +97,12 @@ start=$SECONDS
 # no result yet (new, changed since, or not reached).
 targets=(${patterns[@]+"${patterns[@]}"})
 if [ "${MUTATION_KEEP:-0}" = 1 ] && [ "${#patterns[@]}" -gt 0 ]; then
-    mutmut run --max-children "$children" "linalloc.no-such-mutant" >/dev/null 2>&1
+    if mutmut run --max-children "$children" "linalloc.no-such-mutant" 2>&1 |
+        tr '\r' '\n' | grep -q "failed to collect stats"; then
+        echo "mutmut could not map the tests to the functions: a test of the selection" \
+            "fails under mutmut (run it from ./mutants with mutmut imported)" >&2
+        exit 2
+    fi
     mapfile -t targets < <(mutmut results --all true 2>/dev/null |
         awk -F': ' '$2 ~ /not checked/ {gsub(/^ +/, "", $1); print $1}' |
         python -c 'import fnmatch, sys; p = sys.argv[1:]
@@ -125,7 +131,24 @@ max_rss_kb=$(( ${MUTATION_MAX_RSS_MB:-3000} * 1024 ))
 watchdog=$!
 trap 'kill "$watchdog" 2>/dev/null' EXIT
 status=0
-if [ "${#patterns[@]}" = 0 ] || [ "${#targets[@]}" -gt 0 ]; then
+if [ "${MUTATION_KEEP:-0}" = 1 ] && [ "${#patterns[@]}" -gt 0 ]; then
+    # One module after another, in the order given: a run stopped by its time limit
+    # has finished the first ones.
+    for pattern in "${patterns[@]}"; do
+        left=$((limit - (SECONDS - start)))
+        [ "$left" -gt 0 ] || { status=124; break; }
+        names=()
+        for name in ${targets[@]+"${targets[@]}"}; do
+            case "$name" in $pattern) names+=("$name") ;; esac
+        done
+        [ "${#names[@]}" -gt 0 ] || continue
+        echo "${pattern%.\*}: ${#names[@]} mutants"
+        timeout --signal=INT --kill-after=60 "$left" \
+            mutmut run --max-children "$children" "${names[@]}"
+        status=$?
+        [ "$status" = 124 ] && break
+    done
+elif [ "${#patterns[@]}" = 0 ] || [ "${#targets[@]}" -gt 0 ]; then
     timeout --signal=INT --kill-after=60 "$limit" \
         mutmut run --max-children "$children" ${targets[@]+"${targets[@]}"}
     status=$?
