@@ -21,18 +21,15 @@ spans (all of them for the eager store).
 
 from __future__ import annotations
 
-import atexit
 import ctypes
-import gc
 import mmap
 import sys
-from _weakref import ref
 
 from . import _vm
+from ._release import release_when_freed
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from typing import Any
 
 #: Lazy stores commit in steps of this many bytes (rounded up to whole pages).
@@ -143,55 +140,6 @@ def root_over(address: int, size: int, owner: object) -> Any:
     return root
 
 
-#: Weak references to the tokens of living reservations, by id: each one's
-#: callback releases its reservation's space (see :class:`Reservation`).
-_RELEASES: dict[int, Any] = {}
-#: Releases due while the collector may be running, made at the end of a collection.
-_AT_END: list[tuple[Any, int, int]] = []
-#: Whether a collection may be running: set at its start (``_collection``, first
-#: in ``gc.callbacks``) and for good at exit (the last collections of the
-#: interpreter's shutdown call no callback).
-_collecting = False
-_exiting = False
-_exit_watched = False
-
-
-def _collection(phase: str, info: object) -> None:
-    """The first of ``gc.callbacks`` from the first reservation on: notes when a
-    collection runs, and makes the releases due during it once it is over."""
-    global _collecting
-    if _exiting:
-        return
-    _collecting = phase == "start"
-    while not _collecting and _AT_END:
-        vm, address, size = _AT_END.pop()  # (first: a signal then leaks it, never releases twice)
-        vm.release(address, size)
-
-
-def _at_exit() -> None:
-    """From here on every release waits, and the process ends first."""
-    global _collecting, _exiting
-    _exiting = _collecting = True
-
-
-def _watch_collections() -> None:
-    """Put ``_collection`` first in ``gc.callbacks`` (a callback before it that removes
-    itself would make the collector skip it), and ``_at_exit`` in ``atexit``, once."""
-    global _exit_watched
-    if not _exit_watched:
-        atexit.register(_at_exit)
-        _exit_watched = True
-    callbacks = gc.callbacks
-    if not callbacks or callbacks[0] is not _collection:
-        if _collection in callbacks:
-            callbacks.remove(_collection)
-        callbacks.insert(0, _collection)
-
-
-#: Tokens are copies of this code object (made once: ``replace`` is quicker than ``compile``).
-_TOKEN = compile("None", "<linalloc reservation>", "eval")
-
-
 class Reservation:
     """Reserved address space, released (``munmap``/``VirtualFree``) when this object is freed.
 
@@ -200,44 +148,19 @@ class Reservation:
 
     Whatever can reach the memory holds this object: each root holds its
     store, which holds this; a typed arena's dropper holds the store while its
-    drop callbacks run. The release is a weak reference's callback on
-    ``token``, a code object only this object holds: the cycle collector does
-    not track code objects, so the callback runs when this object is freed,
-    never when the collector merely finalizes it (an owner's ``__del__`` or a
-    drop callback can bring a collected cycle back to life, arena and store
-    included, any number of times). Freed while a collection may be running
-    (code run while the collector tears a cycle down can still read the
-    cycle's values), the release waits for the end of the collection; at exit,
-    for ever.
+    drop callbacks run. ``token`` dies with it and releases the space (see
+    ``_release``: never while the collector only finalizes this object, and
+    at the end of a collection that frees it).
     """
 
     __slots__ = ("vm", "address", "size", "extent", "token", "__weakref__")
 
     def __init__(self, vm: Any, size: int) -> None:
-        _watch_collections()
         self.vm = vm
         self.size = size
         self.extent = 0
         self.address: int = vm.reserve(size)
-        token = _TOKEN.replace()
-        known = ref(token, _releasing(vm, self.address, size))
-        # (a signal before the next line leaks the space; after it, the token dies with
-        # this frame if this object does not get it: nothing can use the space then)
-        _RELEASES[id(known)] = known
-        self.token = token
-
-
-def _releasing(vm: Any, address: int, size: int) -> Callable[[Any], None]:
-    """The callback of a reservation's weak reference (it refers to no reservation)."""
-
-    def release(known: Any) -> None:
-        _RELEASES.pop(id(known), None)
-        if _collecting:
-            _AT_END.append((vm, address, size))
-        else:
-            vm.release(address, size)
-
-    return release
+        self.token = release_when_freed(vm, self.address, size)
 
 
 class LazyStore:

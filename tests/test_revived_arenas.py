@@ -9,6 +9,8 @@ import ctypes
 import gc
 import inspect
 import sys
+import textwrap
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +19,7 @@ from conftest import UNDER_MUTATION, run_python
 from test_store_rules2 import RECORDING_VM
 from test_store_rules3 import _NoMemoryVM
 
-from linalloc import _slots, _store
+from linalloc import _release, _slots
 from linalloc._store import Reservation
 
 _REVIVED_CHILD = (
@@ -241,8 +243,8 @@ def _interrupting(code: Any, event_wanted: str, line: int) -> Any:
     return tracer
 
 
-_RELEASE_CODE = _store._releasing(None, 0, 0).__code__  # (the token's callback)
-_COLLECTION_CODE = _store._collection.__code__
+_RELEASE_CODE = _release._releasing(None, 0, 0).__code__  # (the token's callback)
+_COLLECTION_CODE = _release._collection.__code__
 
 
 def _lines(code: Any) -> list[int]:
@@ -335,7 +337,7 @@ def test_an_interrupt_anywhere_in_a_release_releases_once_at_most(
     assert tracer.fired == [True]
     gc.collect()
     assert vm.releases in ([], [(1 << 40, 1 << 16)])  # (a leak at worst)
-    assert all(entry[0] is not vm for entry in _store._AT_END)
+    assert all(entry[0] is not vm for entry in _release._AT_END)
 
 
 @pytest.mark.parametrize("event, line", _COLLECTION_EVENTS, ids=_COLLECTION_IDS)
@@ -353,9 +355,9 @@ def test_an_interrupt_anywhere_at_the_end_of_a_collection_releases_once_at_most(
     gc.collect()
     assert vm.releases in ([], [(1 << 40, 1 << 16)])
     if vm.releases == []:  # (only between taking it off the list and releasing it)
-        source, first = inspect.getsourcelines(_store._collection)
+        source, first = inspect.getsourcelines(_release._collection)
         assert event == "line" and "vm.release(" in source[line - first]
-    assert all(entry[0] is not vm for entry in _store._AT_END)
+    assert all(entry[0] is not vm for entry in _release._AT_END)
 
 
 def test_a_reservation_collected_in_a_cycle_is_released_by_the_end_of_that_collection(
@@ -366,7 +368,7 @@ def test_a_reservation_collected_in_a_cycle_is_released_by_the_end_of_that_colle
     assert vm.releases == []
     gc.collect()
     assert vm.releases == [(1 << 40, 1 << 16)]
-    assert _store._AT_END == []
+    assert _release._AT_END == []
     gc.collect()
     assert vm.releases == [(1 << 40, 1 << 16)]
 
@@ -426,20 +428,88 @@ def test_other_collection_callbacks_see_every_start_and_stop(frozen: None) -> No
     assert events == ["start", "stop"] * 3
 
 
-def test_a_reservation_is_released_when_collection_callbacks_were_replaced(
+def test_a_reservation_freed_while_the_collection_callback_was_taken_out_waits(
     frozen: None,
 ) -> None:
-    """Code that puts ``gc.callbacks`` back as it was (a test fixture) drops the library's
-    callback: a reservation freed by the collector is then released at once."""
+    """Code that puts ``gc.callbacks`` back as it was (a memory tracker, a test fixture)
+    takes the library's callback out: a reservation freed then cannot know whether a
+    collection runs, so its release waits for the end of the next one (the callback is
+    put back first)."""
     vm = _NoMemoryVM()
-    saved = gc.callbacks[:]
     _Cycle(Reservation(vm, 1 << 16))
-    gc.callbacks[:] = [callback for callback in saved if callback is not _store._collection]
+    saved = gc.callbacks[:]
+    gc.callbacks[:] = [callback for callback in saved if callback is not _release._collection]
     try:
-        gc.collect()
+        gc.collect()  # (the cycle's reservation is freed in this collection)
+        assert vm.releases == [(1 << 40, 1 << 16)]  # (back first before its end)
+        assert gc.callbacks[0] is _release._collection
+        gc.callbacks.remove(_release._collection)
+        reservation = Reservation(vm, 1 << 16)
+        gc.callbacks.remove(_release._collection)
+        del reservation  # (outside any collection, but it cannot know)
         assert vm.releases == [(1 << 40, 1 << 16)]
+        gc.collect()
+        assert vm.releases == [(1 << 40, 1 << 16)] * 2
     finally:
-        gc.callbacks[:] = saved
+        gc.callbacks[:] = [c for c in saved if c is not _release._collection]
+        gc.callbacks.insert(0, _release._collection)
+
+
+def test_a_child_forked_while_another_thread_collected_does_not_wait_for_it() -> None:
+    """(The state a child inherits from a fork made in the middle of another thread's
+    collection: that collection never ends in the child.)"""
+    saved = _release._collecting, _release._collector
+    try:
+        _release._collecting, _release._collector = True, threading.get_ident() + 1
+        _release._after_fork_in_child()
+        assert _release._collecting is False
+        _release._collecting, _release._collector = True, threading.get_ident()
+        _release._after_fork_in_child()  # (forked by the collecting thread: it goes on)
+        assert _release._collecting is True
+    finally:
+        _release._collecting, _release._collector = saved
+
+
+_AT_EXIT_CHILD = (
+    RECORDING_VM
+    + """
+import atexit
+
+vm = RecordingVM()
+linalloc._vm.get = lambda: vm
+
+
+def work():  # registered before the first arena: runs after anything the library registers
+    for _ in range(3):
+        arena = linalloc.BumpArenaLazy(1 << 20)
+        arena.alloc(ctypes.c_int64)
+        del arena
+    print(len(vm.releases), flush=True)
+
+
+atexit.register(work)
+linalloc.BumpArenaLazy(1 << 20)
+"""
+)
+
+
+def test_arenas_made_and_freed_by_an_exit_handler_are_released() -> None:
+    """Exit handlers run before the interpreter starts shutting down: releases are made
+    at once there (before, every release waited for good from a handler on)."""
+    proc = run_python(_AT_EXIT_CHILD)
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
+    assert proc.stdout == "4\n"  # (the three, and the first: freed before exit)
+
+
+def test_values_read_in_the_teardown_at_exit_of_a_first_arena_made_by_an_exit_handler() -> None:
+    """Crash test: the first lazy arena made in an exit handler, its cycle left to the
+    collections of the shutdown (an exit handler registered then would never run)."""
+    body = _TEARDOWN_READ_CHILD.replace('gc.collect()\nprint("ok", flush=True)', "gc.disable()")
+    child = "import atexit\n\ndef main():\n" + textwrap.indent(body, "    ")
+    child += "\n\natexit.register(main)\n"
+    proc = run_python(child)
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
+    assert proc.stdout == "" and proc.stderr == ""
 
 
 _COLLECTED_TWICE_CHILD = """
@@ -571,8 +641,8 @@ def test_the_collection_callback_stays_first(frozen: None) -> None:
     gc.callbacks.insert(0, once)
     try:
         Reservation(_NoMemoryVM(), 1 << 16)
-        assert gc.callbacks[0] is _store._collection
-        assert gc.callbacks.count(_store._collection) == 1
+        assert gc.callbacks[0] is _release._collection
+        assert gc.callbacks.count(_release._collection) == 1
     finally:
         if once in gc.callbacks:
             gc.callbacks.remove(once)
