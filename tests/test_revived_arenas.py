@@ -590,12 +590,12 @@ class S(ctypes.Structure):
 refs = []
 
 
-class Sentinel:  # freed while the collector clears a value: reads the others
-    def __del__(self):
-        for ref in refs:
+class Sentinel:  # freed while the collector clears a value: reads the others' memory
+    def __del__(self, string_at=ctypes.string_at, addressof=ctypes.addressof):
+        for ref in refs:  # (what it calls comes with it: at exit, names may be cleared)
             value = ref()
             if value is not None:
-                value.x
+                string_at(addressof(value), 8)
 
 
 arena = linalloc.BumpArenaLazy(1 << 20)
