@@ -153,11 +153,9 @@ class Reservation:
     at the end of a collection that frees it).
     """
 
-    __slots__ = ("vm", "address", "size", "extent", "token", "__weakref__")
+    __slots__ = ("address", "extent", "token", "__weakref__")
 
     def __init__(self, vm: Any, size: int) -> None:
-        self.vm = vm
-        self.size = size
         self.extent = 0
         self.address: int = vm.reserve(size)
         self.token = release_when_freed(vm, self.address, size)
