@@ -230,7 +230,7 @@ class BumpArena(ArenaBase):
             pending = self._pop.__self__
         self._wtype = _NO_WINDOW  # first: no new call pops from the window
         self._pending = _HALT
-        if pending is not _HALT and pending:
+        if pending:  # (never _HALT: an earlier halt's list is taken back above)
             # (emptied: an ``alloc()`` that read ``_pop`` before this, and was
             # re-entered before calling it, takes the slow path). A value that
             # outlives it (found with ``gc.get_objects()``), or any whose death
