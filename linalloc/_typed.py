@@ -34,6 +34,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+#: The key, in the ``_objects`` of the slot array values are dropped from, of
+#: the keep-alives of the other slot arrays they need (``TypedArena._drop_array``).
+_PARTS = "linalloc:parts"
+
 
 class TypedArena(SlotWindows[T], BulkAllocation[T], FailedAllocation[T]):
     """A fixed-capacity arena of values of one ctypes type, in one string buffer.
@@ -360,12 +364,48 @@ class TypedArena(SlotWindows[T], BulkAllocation[T], FailedAllocation[T]):
         try:
             self._busy = ref(token)
             self._take = _EMPTY_POP  # (the slow path refuses while drop callbacks run)
-            arr = self._part.arrays[_SLOTS]
+            arr = self._drop_array(position)
             return drop_values(drop, arr, cursor, position)  # (dead slots are passed over)
         finally:
             del arr
             self._busy = previous
             del token
+
+    def _drop_array(self, position: int) -> Any:
+        """The slot array the values from slot ``position`` on are dropped from.
+
+        The current one, made to keep what those values need: ctypes keeps
+        what a value's pointers point to (and the registries of watched
+        arrays) in the ``_objects`` of the slot array the value was made
+        from, an older part's for a value below a checkpoint. A value a
+        callback keeps must keep them: ``close()`` lets go of the parts at
+        once, and the parts of held memory go with the arena. So the
+        ``_objects`` dicts of the other parts of the regions from
+        ``position`` on go into the current array's, under ``_PARTS``.
+        Dicts are not views (a count takes them for the arena's own: see
+        ``_views``); with them the current part is no longer
+        :func:`~._views.reusable`, so a reset or rewind moves on to a fresh
+        part, and they go with the old one.
+        """
+        current = self._part.arrays[_SLOTS]
+        regions = self._ledger.regions
+        first = 0
+        for k, region in enumerate(regions):
+            if region.start <= position:
+                first = k
+        others = tuple(
+            [
+                part.arrays[_SLOTS]._objects
+                for region in regions[first:]
+                for part in region.parts
+                if part is not self._part and _SLOTS in part.arrays
+            ]
+        )
+        if others:
+            objects = current._objects
+            old = objects.get(_PARTS)
+            objects[_PARTS] = others if old is None else (old, others)
+        return current
 
     def reset(self) -> None:
         """Drop the live values (newest first), then reuse the same storage.

@@ -1,0 +1,235 @@
+"""Values a drop callback keeps keep what their pointers point to
+(``TypedArena._drop_array``).
+
+ctypes keeps a pointer's target in the ``_objects`` of the slot array the value was
+made from: an older part's when the value lies below a checkpoint, and a watched
+array's registry there for a pointer stored through ``as_array()``. A value handed to a
+drop callback must keep those slot arrays, or its target is freed once the arena lets
+go of its parts (``close()``, or an arena collected while memory is held) and the kept
+value points at freed memory.
+
+A target is a Python subclass of a ctypes type, so that a weak reference shows when it
+dies; its value is read back through the kept value's pointer too.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+from typing import Any
+from weakref import ref
+
+import pytest
+
+
+class Target(ctypes.c_int64):
+    """A pointer target that takes a weak reference (a Python subclass)."""
+
+
+class Node(ctypes.Structure):
+    _fields_ = [("n", ctypes.c_int64), ("p", ctypes.POINTER(Target))]
+
+
+def _point(value: Any, n: int, watch: dict[int, Any]) -> None:
+    target = Target(1000 + n)
+    value.p = ctypes.pointer(target)
+    watch[n] = ref(target)
+
+
+def _check(kept: list[Any], watch: dict[int, Any]) -> None:
+    """Every kept value's target is alive and reads back, after a collection and after
+    the memory freed targets would have taken is reused by new objects."""
+    gc.collect()
+    noise = [Target(-1) for _ in range(2000)]
+    by_n = {value.n: value for value in kept}
+    assert sorted(by_n) == sorted(watch)
+    for n, weak in watch.items():
+        assert weak() is not None, f"the target of value {n} died while the value lives"
+        assert by_n[n].p[0].value == 1000 + n
+    del noise
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "close",
+        "close, arena gone",
+        "reset",
+        "reset, arena gone",
+    ],
+)
+@pytest.mark.parametrize("through", ["value", "as_array"])
+def test_values_kept_by_a_drop_callback_keep_the_targets_of_every_region(
+    typed_cls: type, how: str, through: str
+) -> None:
+    """Values made in three regions (two checkpoints), each pointing at a target stored
+    through the value itself or through an ``as_array()`` since gone; a drop callback
+    keeps every value; after ``close()``, or a ``reset()`` (memory held) and the arena's
+    collection, every target lives while its value does."""
+    kept: list[Any] = []
+    watch: dict[int, Any] = {}
+    arena = typed_cls(Node, 16, drop=kept.append)
+    for n in range(3):
+        if n:
+            arena.checkpoint()
+        value = arena.alloc(n)
+        if through == "value":
+            _point(value, n, watch)
+        else:
+            array = arena.as_array()
+            _point(array[n], n, watch)
+            del array
+        del value
+    if how.startswith("close"):
+        arena.close()
+    else:
+        arena.reset()
+        with pytest.raises(BufferError, match="^cannot allocate: "):
+            arena.alloc()  # (held: the callback kept the values)
+    if how.endswith("arena gone"):
+        del arena
+    _check(kept, watch)
+
+
+def test_values_kept_by_a_rewind_keep_their_targets_once_the_arena_is_gone(
+    typed_cls: type,
+) -> None:
+    """A rewind to a checkpoint drops the values of two later regions; the callback
+    keeps them; the arena is then collected: their targets live while they do."""
+    kept: list[Any] = []
+    watch: dict[int, Any] = {}
+    arena = typed_cls(Node, 16, drop=kept.append)
+    arena.alloc(0)
+    cp = arena.checkpoint()
+    for n in (1, 2):
+        _point(arena.alloc(n), n, watch)
+        arena.checkpoint()
+    _point(arena.alloc(3), 3, watch)
+    arena.rewind(cp)
+    assert sorted(value.n for value in kept) == [1, 2, 3]
+    del arena, cp
+    _check(kept, watch)
+
+
+@pytest.mark.parametrize("keep_array", [False, True])
+def test_a_pointer_stored_by_the_callback_through_an_array_keeps_its_target(
+    typed_cls: type, keep_array: bool
+) -> None:
+    """During ``close()`` the callback stores a pointer into the first value through an
+    ``as_array()`` (made over the first region's slot array), let go of at once or kept
+    past the close and let go of afterwards: the target lives while the value, kept by
+    the callback, does."""
+    kept: list[Any] = []
+    watch: dict[int, Any] = {}
+    arrays: list[Any] = []
+    arenas: list[Any] = []  # (the arena, for its callback: let go by clearing it)
+
+    def drop(value: Any) -> None:
+        kept.append(value)
+        if value.n == 1:  # (value 0 is still live)
+            array = arenas[0].as_array()
+            _point(array[0], 0, watch)
+            if keep_array:
+                arrays.append(array)
+
+    arenas.append(typed_cls(Node, 16, drop=drop))
+    arena = arenas[0]
+    arena.alloc(0)
+    arena.checkpoint()
+    arena.alloc(1)
+    arena.alloc(2)
+    arena.close()
+    del arena
+    arenas.clear()
+    arrays.clear()
+    kept = [value for value in kept if value.n == 0]
+    _check(kept, watch)
+
+
+def test_values_dropped_and_let_go_free_the_targets_and_the_memory(typed_cls: type) -> None:
+    """The drop array keeps nothing once the callback kept no value: the targets die at
+    once, the arena's ``reset()`` is not held, and a ``close()`` releases everything."""
+    seen: list[int] = []
+    watch: dict[int, Any] = {}
+    arena = typed_cls(Node, 16, drop=lambda value: seen.append(value.n))
+    for n in range(3):
+        if n:
+            arena.checkpoint()
+        _point(arena.alloc(n), n, watch)
+    arena.reset()
+    assert seen == [2, 1, 0]
+    assert [weak() for weak in watch.values()] == [None] * 3
+    assert arena.used == 0 and arena.live_views() == 0
+    assert arena.alloc(7) is not None
+    arena.close()
+
+
+def test_dropped_values_linked_to_each_other_through_an_array_do_not_hold_the_memory(
+    typed_cls: type,
+) -> None:
+    """A callback links each value it is given into the next one to be dropped (through
+    ``as_array()``), keeping none: the rewind over two regions frees the memory (the
+    links are within memory freed at once), and the arena closes once the value below
+    the checkpoint is gone. (Dropping from an array that keeps the other slot arrays
+    themselves held it for ever: they have a finalizer, so no link through them is the
+    arena's own.)"""
+
+    def link(value: Any) -> None:
+        array = arenas[0].as_array()
+        if len(array) > 1:
+            array[len(array) - 1].p = ctypes.pointer(value)
+
+    class Linked(ctypes.Structure):
+        pass
+
+    Linked._fields_ = [("n", ctypes.c_int64), ("p", ctypes.POINTER(Linked))]
+    arenas: list[Any] = [typed_cls(Linked, 64, drop=link)]
+    arena = arenas[0]
+    keep = arena.alloc(0)
+    cp = arena.checkpoint()
+    arena.alloc(1)
+    arena.alloc(2)
+    arena.checkpoint()
+    arena.alloc(3)
+    arena.rewind(cp)
+    gc.collect()
+    assert arena.alloc(9).n == 9
+    del keep
+    arena.close()
+    arenas.clear()
+
+
+def test_values_copied_out_by_a_callback_hold_nothing(typed_cls: type) -> None:
+    """A callback that copies each value into another arena (``alloc_raw``) keeps no
+    view: the reset frees the memory at once."""
+    archive = typed_cls(Node, 64)
+    work = typed_cls(Node, 16, drop=archive.alloc_raw)
+    for n in range(3):
+        if n:
+            work.checkpoint()
+        work.alloc(n)
+    work.reset()
+    assert work.live_views() == 0
+    assert work.alloc(9).n == 9
+    assert [value.n for value in archive] == [2, 1, 0]
+    work.close()
+    archive.close()
+
+
+def test_values_kept_from_several_regions_count_one_view_each(typed_cls: type) -> None:
+    """Held memory counts one view per kept value, however many regions it spans."""
+    kept: list[Any] = []
+    arena = typed_cls(Node, 16, drop=kept.append)
+    for n in range(5):
+        if n % 2:
+            arena.checkpoint()
+        arena.alloc(n)
+    arena.reset()
+    assert arena.live_views() == 5
+    with pytest.raises(BufferError, match="^cannot allocate: 5 views of memory freed"):
+        arena.alloc()
+    del kept[1:]
+    assert arena.live_views() == 1
+    kept.clear()
+    assert arena.alloc(7).n == 7
+    arena.close()
