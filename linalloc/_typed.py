@@ -385,9 +385,12 @@ class TypedArena(SlotWindows[T], BulkAllocation[T], FailedAllocation[T]):
         Dicts are not views (a count takes them for the arena's own: see
         ``_views``); with them the current part is no longer
         :func:`~._views.reusable`, so a reset or rewind moves on to a fresh
-        part, and they go with the old one.
+        part, and they go with the old one. (Not for a type that holds no
+        pointer: no value of it holds an address.)
         """
         current = self._part.arrays[_SLOTS]
+        if not self._pointers:
+            return current  # (no value holds an address: none of theirs can dangle)
         regions = self._ledger.regions
         first = 0
         for k, region in enumerate(regions):
