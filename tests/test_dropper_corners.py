@@ -24,15 +24,8 @@ import gc
 from typing import Any
 from weakref import ref
 
+from test_target_lifetimes import Node, Target, _Owner
 from test_typed_rules import _is_call_from, _profiled
-
-
-class Target(ctypes.c_int64):
-    """A pointer target that takes a weak reference (a Python subclass)."""
-
-
-class Node(ctypes.Structure):
-    _fields_ = [("n", ctypes.c_int64), ("p", ctypes.POINTER(Target))]
 
 
 class Holder(ctypes.Structure):
@@ -90,22 +83,6 @@ def test_a_target_stored_through_an_array_at_close_dies_with_the_value_kept(
     (target,) = _let_go(strong)
     assert target() is None
     assert holder.node.n == 0 and not holder.node.p
-
-
-class _Owner:
-    """Owns a typed arena of Nodes whose drop callback (its bound method, a cycle)
-    keeps nothing; its ``__del__`` brings it, and the arena, back to life."""
-
-    def __init__(self, kind: type, revived: list[Any]) -> None:
-        self.arena = kind(Node, 16, drop=self.release)
-        self.revived = revived
-        self.log: list[int] = []
-
-    def release(self, value: Any) -> None:
-        self.log.append(value.n)
-
-    def __del__(self) -> None:
-        self.revived.append(self)
 
 
 def test_a_collection_that_kept_no_value_carries_no_target_of_slot_zero(
