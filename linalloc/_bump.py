@@ -27,7 +27,7 @@ from ._arena import _THREAD, ArenaBase, _closed_error
 from ._layout import _CLASS_DICT, Layout, check_count, ctype_info
 from ._lazy import LazyArenaMixin
 from ._store import array_type as array_type_of
-from ._store import exact_array_type
+from ._store import exact_array_type, from_buffer
 from ._views import _MRO, _OBJECTS, Part, freed_prefix, has_finalizer
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
@@ -66,8 +66,6 @@ _windowed: dict[int, tuple[type[Any], bool]] = {}
 _SOURCE_ATTRIBUTE = "_linalloc_source"
 _strings: dict[int, tuple[type[Any], bool]] = {}
 _GETSET = type(ctypes.c_char_p.__dict__["__dict__"])
-#: ctypes' own ``from_buffer`` for simple types: not one a metaclass defines.
-_SIMPLE_FROM_BUFFER: Any = type(ctypes.c_int).__dict__["from_buffer"]
 
 
 def _string_dict(ctype: Any) -> Any:
@@ -85,7 +83,7 @@ def _string_dict(ctype: Any) -> Any:
     if found is None or found[0] is not ctype:
         string = False
         if issubclass(ctype, ctypes._SimpleCData):
-            probe = _SIMPLE_FROM_BUFFER(ctype, bytearray(ctypes.sizeof(ctype)))
+            probe = from_buffer(ctype, bytearray(ctypes.sizeof(ctype)), 0)
             string = memoryview(probe).format[-1:] in ("z", "Z")
         if len(_strings) >= _MAX_TYPES:  # (bounded, as ``_windowed`` is)
             _strings.clear()
@@ -93,7 +91,7 @@ def _string_dict(ctype: Any) -> Any:
     if not found[1]:
         return None
     if probe is None:
-        probe = _SIMPLE_FROM_BUFFER(ctype, bytearray(ctypes.sizeof(ctype)))
+        probe = from_buffer(ctype, bytearray(ctypes.sizeof(ctype)), 0)
     mro = _MRO(ctype)
     for klass in mro:
         getter = _CLASS_DICT(klass).get("__dict__")
@@ -384,9 +382,10 @@ class BumpArena(ArenaBase):
             if row is None:
                 if zeroed:
                     ctypes.memset(self._base + start, 0, size)
+                # (ctypes' own from_buffer: not one the type defines, see _store)
+                value = from_buffer(ctype, self._part.root, start)
                 if strings is None:
-                    return ctype.from_buffer(self._part.root, start)
-                value = _SIMPLE_FROM_BUFFER(ctype, self._part.root, start)  # (see _strings)
+                    return value
                 strings(value)[_SOURCE_ATTRIBUTE] = _OBJECTS(value)
                 return value
             # A window of n values from ``start``, in committed memory.

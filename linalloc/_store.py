@@ -110,27 +110,71 @@ _exact_types: dict[tuple[int, int], Any] = {}
 def exact_array_type(ctype: Any, n: int) -> Any:
     """``ctype * n``, unless what that gives is not exactly an array of n ``ctype``.
 
-    A metaclass may answer ``ctype * n`` with anything, and ctypes' cache may
-    hand back a type made while ``ctype`` was incomplete: then this module's
-    own :func:`array_type`.
+    A metaclass may answer ``ctype * n`` with anything (an array type with a
+    ``from_buffer`` of its own, say), and ctypes' cache may hand back a type
+    made while ``ctype`` was incomplete: then this module's own
+    :func:`array_type`.
     """
     key = (id(ctype), n)
     found: Any = _exact_types.get(key)
     if found is not None and found._type_ is ctype:
         return found
     found = ctype * n
+    own = array_type(ctype, n)
+    # Made by ctypes' array metaclass straight from Array, and defining nothing
+    # ctypes does not (a ``from_buffer`` or ``__getitem__`` of its own could
+    # hand out memory twice).
+    attributes = own.__dict__
+    defined = found.__dict__.items() if type(found) is type(own) else ()
     exact = (
-        isinstance(found, type)
-        and issubclass(found, ctypes.Array)
-        and getattr(found, "_type_", None) is ctype
-        and getattr(found, "_length_", None) == n
+        type(found) is type(own)
+        and found.__bases__ == (ctypes.Array,)
+        and found.__dict__.get("_type_") is ctype
+        and all(k in attributes and type(v) is type(attributes[k]) for k, v in defined)
+        and found.__dict__.get("_length_") == n
     )
     if not (exact and ctypes.sizeof(found) == ctypes.sizeof(ctype) * n):
-        found = array_type(ctype, n)
+        found = own
     if len(_exact_types) >= 1024:
         _exact_types.clear()
     _exact_types[key] = found
     return found
+
+
+#: ctypes' own ``from_buffer``, by the ctypes metaclass that defines it.
+_FROM_BUFFER: dict[type, Any] = {
+    meta: meta.__dict__["from_buffer"]
+    for meta in {
+        type(t)
+        for t in (
+            ctypes.c_int,
+            ctypes.Structure,
+            ctypes.Union,
+            ctypes.POINTER(ctypes.c_int),
+            ctypes.c_int * 1,
+            ctypes.CFUNCTYPE(None),
+        )
+    }
+}
+
+
+def from_buffer(ctype: Any, source: Any, offset: int) -> Any:
+    """``ctype.from_buffer(source, offset)`` by ctypes' own method.
+
+    Never the type's own or its metaclass's: a class can define ``from_buffer``,
+    and one that returned a value at another offset would hand out memory
+    twice (or run code in the middle of an allocation).
+
+    >>> buffer = bytearray(8)
+    >>> from_buffer(ctypes.c_int32, buffer, 4).value = 7
+    >>> buffer[4]
+    7
+    """
+    for klass in type(ctype).__mro__:
+        method = _FROM_BUFFER.get(klass)
+        if method is not None:
+            return method(ctype, source, offset)
+    raise TypeError(f"{ctype!r} is not a ctypes data type")
 
 
 def root_over(address: int, size: int, owner: object) -> Any:

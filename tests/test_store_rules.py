@@ -167,6 +167,114 @@ def test_arrays_of_a_type_whose_mul_answers_a_class_without_length(
     assert type(array)._length_ == 2 and [item.v for item in array] == [4, 5]
 
 
+def _at_offset_zero(cls: Any, source: Any, offset: int = 0) -> Any:
+    """A ``from_buffer`` that answers the value at offset 0, whatever was asked."""
+    for meta in type(cls).__mro__:
+        if meta.__module__ == "_ctypes" and "from_buffer" in meta.__dict__:
+            return meta.__dict__["from_buffer"](cls, source, 0)
+    raise AssertionError(cls)
+
+
+class _ArrayLiesMul(type(ctypes.Structure)):  # type: ignore[misc]
+    """``T * n`` answers a class of n ``T`` whose own ``from_buffer`` lies."""
+
+    def __mul__(cls, n: int) -> Any:
+        meta: Any = type(ctypes.Array)
+        body = {"_type_": cls, "_length_": n, "from_buffer": classmethod(_at_offset_zero)}
+        return meta(f"{cls.__name__}_Array_{n}", (ctypes.Array,), body)
+
+
+class _LyingArrayMeta(type(ctypes.Array)):  # type: ignore[misc]
+    from_buffer = _at_offset_zero
+
+
+class _MetaLiesMul(type(ctypes.Structure)):  # type: ignore[misc]
+    """``T * n`` answers a class of n ``T`` whose metaclass's ``from_buffer`` lies."""
+
+    def __mul__(cls, n: int) -> Any:
+        return _LyingArrayMeta(
+            f"{cls.__name__}_Array_{n}", (ctypes.Array,), {"_type_": cls, "_length_": n}
+        )
+
+
+class ArrayLiesItem(ctypes.Structure, metaclass=_ArrayLiesMul):
+    _fields_ = [("v", ctypes.c_int64)]
+
+
+class MetaLiesItem(ctypes.Structure, metaclass=_MetaLiesMul):
+    _fields_ = [("v", ctypes.c_int64)]
+
+
+def _disjoint(arrays: list[Any]) -> None:
+    spans = sorted((ctypes.addressof(a), ctypes.addressof(a) + ctypes.sizeof(a)) for a in arrays)
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert end <= start, f"memory handed out twice: {spans}"
+
+
+@pytest.mark.parametrize("item", [ArrayLiesItem, MetaLiesItem], ids=["class", "metaclass"])
+def test_arrays_of_a_type_whose_mul_answers_a_lying_from_buffer_never_alias(
+    item: Any, typed_cls: type, bump_cls: type
+) -> None:
+    """Views are made by ctypes' own ``from_buffer``, never by one ``T * n`` brings.
+
+    (The array types ``T * n`` answered were taken as they were when they
+    had the right element type and length: their ``from_buffer`` answered
+    offset 0 every time, and every array of the arena was the first one.)
+    """
+    buffer = bytearray(32)
+    lied = (item * 2).from_buffer(buffer, 16)  # the lie: offset 0 all the same
+    assert ctypes.addressof(lied) == ctypes.addressof((ctypes.c_char * 32).from_buffer(buffer))
+    del lied
+    bump = bump_cls(256)
+    rows = [bump.alloc_array(item, 2) for _ in range(3)]
+    _disjoint(rows)
+    assert bump.used == 3 * 2 * 8
+    typed = typed_cls(item, 16)
+    typed.alloc(1)
+    many = [typed.alloc_many(2), typed.alloc_extend([item(2), item(3)]), typed.alloc_many(3)]
+    whole = typed.as_array()
+    assert [ctypes.addressof(a) for a in many] == [
+        ctypes.addressof(whole) + 8 * k for k in (1, 3, 5)
+    ]
+    assert [v.v for v in whole] == [1, 0, 0, 2, 3, 0, 0, 0]
+    assert len(typed) == 8
+
+
+class _LyingValue(ctypes.Structure):
+    _fields_ = [("v", ctypes.c_int64)]
+    from_buffer = classmethod(_at_offset_zero)
+
+    def __del__(self) -> None:  # (a finalizer: no window, each value by from_buffer)
+        pass
+
+
+class _ReenteringValue(ctypes.c_int64):
+    calls: list[object] = []
+
+    @classmethod
+    def from_buffer(cls, source: Any, offset: int = 0) -> Any:
+        cls.calls.append(offset)
+        return _at_offset_zero(cls, source, offset)
+
+    def __del__(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("ctype", [_LyingValue, _ReenteringValue], ids=["lies", "runs code"])
+def test_alloc_never_runs_a_from_buffer_the_type_defines(bump_cls: type, ctype: Any) -> None:
+    """``alloc`` of a type with a ``from_buffer`` of its own: ctypes' is used.
+
+    (The type's own was called: one answering offset 0 aliased every value
+    with the first; one running code ran it in the middle of the allocation.)
+    """
+    _ReenteringValue.calls.clear()
+    arena = bump_cls(256)
+    values = [arena.alloc(ctype) for _ in range(4)]
+    addresses = [ctypes.addressof(v) for v in values]
+    assert addresses == [addresses[0] + 8 * k for k in range(4)]
+    assert arena.used == 32 and _ReenteringValue.calls == []
+
+
 # -- a platform layer that records the system calls --------------------------------------
 
 
