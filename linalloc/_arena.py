@@ -260,6 +260,13 @@ class ArenaBase:
         """Whether ``_drop_after(position)`` will run drop callbacks."""
         return False
 
+    def _keep_parts_of(self, index: int) -> None:
+        """Make the current part keep what values of ``regions[index:]`` need.
+
+        For values left live in memory about to be held (drops stopped by an
+        interrupt): the typed arenas keep their pointers' targets this way.
+        """
+
     def _memory_range(self) -> tuple[int, int]:
         address = int(self._store.address)
         return address, address + int(self._store.capacity)
@@ -456,6 +463,18 @@ class ArenaBase:
         self._switch_part(part)
         return part
 
+    def _hold_after(self, region: int, serial: int | None, left_live: bool) -> None:
+        """Hold the memory of ``regions[region:]``; a fresh part serves it anew.
+
+        ``left_live``: drops were stopped, so values of that memory are still
+        the arena's: the fresh part keeps what they need (their pointers'
+        targets). See :meth:`~._views.Ledger.hold_after`.
+        """
+        fresh = self._fresh_part()
+        if left_live:
+            self._keep_parts_of(region)
+        self._ledger.hold_after(region, fresh, serial)
+
     def _unmark(self, checkpoint: Checkpoint) -> None:
         """Make ``checkpoint`` invalid (it names no memory from now on)."""
         region = checkpoint._region()
@@ -507,8 +526,10 @@ class ArenaBase:
             self._halt()
             self._refuse_if_viewed(action, region)
             dropping = self._drops_after(position)
+            dropped = False
             try:
                 error = self._drop_after(position)
+                dropped = True
                 # From the count to the store that frees the memory, no finalizer
                 # may run: one could copy a freed value out by value.
                 gc.disable()
@@ -521,8 +542,7 @@ class ArenaBase:
                     raise _viewed(action, region, live)
             finally:
                 if kept:  # (also when a KeyboardInterrupt stopped the drops)
-                    fresh = self._fresh_part()
-                    ledger.hold_after(region, fresh, serial)
+                    self._hold_after(region, serial, left_live=not dropped)
             if not kept:
                 part = self._part
                 if not reusable(part):
@@ -588,7 +608,11 @@ class ArenaBase:
         Raises ``BufferError`` and changes nothing while a view is alive.
         Idempotent: closing a closed arena does nothing. Afterwards every method
         raises ``ValueError``. If a ``drop`` callback keeps a value, the memory
-        is released when that value is collected instead.
+        is released when that value is collected instead. If a callback raises
+        ``KeyboardInterrupt``, the drops stop and the arena stays open with the
+        values not dropped yet, as after a stopped ``reset()``: checkpoints are
+        no longer valid, and the memory of the values dropped is held (see
+        ``reset()``) while a view of it lives.
 
         >>> import ctypes
         >>> from linalloc import TypedArena
@@ -617,8 +641,16 @@ class ArenaBase:
                 return  # (closed by code that ran before the mark: a finalizer)
             self._halt()
             self._refuse_if_viewed("close")
-            error = self._drop_for_close()
-            self._closed = True
+            try:
+                error = self._drop_for_close()
+                self._closed = True
+            except BaseException:
+                # Drops stopped (a KeyboardInterrupt): the arena stays open with
+                # the values not dropped, and the memory of those dropped is
+                # held, as after a stopped reset (a callback may keep them).
+                if not self._closed:
+                    self._hold_after(0, None, left_live=True)
+                raise
             self._release()
             self._ledger.release()
         finally:

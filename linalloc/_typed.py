@@ -388,18 +388,27 @@ class TypedArena(SlotWindows[T], BulkAllocation[T], FailedAllocation[T]):
         part, and they go with the old one. (Not for a type that holds no
         pointer: no value of it holds an address.)
         """
-        current = self._part.arrays[_SLOTS]
-        if not self._pointers:
-            return current  # (no value holds an address: none of theirs can dangle)
         regions = self._ledger.regions
         first = 0
         for k, region in enumerate(regions):
             if region.start <= position:
                 first = k
+        self._keep_parts_of(first)
+        return self._part.arrays[_SLOTS]
+
+    def _keep_parts_of(self, index: int) -> None:
+        """Put the ``_objects`` of the other parts of ``regions[index:]`` in the current's.
+
+        Under ``_PARTS``, in the current part's slot array (see
+        :meth:`_drop_array`); nothing for a type that holds no pointer.
+        """
+        if not self._pointers:
+            return  # (no value holds an address: none of theirs can dangle)
+        current = self._part.arrays[_SLOTS]
         others = tuple(
             [
                 part.arrays[_SLOTS]._objects
-                for region in regions[first:]
+                for region in self._ledger.regions[index:]
                 for part in region.parts
                 if part is not self._part and _SLOTS in part.arrays
             ]
@@ -408,7 +417,6 @@ class TypedArena(SlotWindows[T], BulkAllocation[T], FailedAllocation[T]):
             objects = current._objects
             old = objects.get(_PARTS)
             objects[_PARTS] = others if old is None else (old, others)
-        return current
 
     def reset(self) -> None:
         """Drop the live values (newest first), then reuse the same storage.
