@@ -197,6 +197,8 @@ class ArenaBase:
         self._tdict = _THREAD.__dict__ if check_thread else None
         self._closed = False
         self._busy: ref[Busy] | None = None
+        #: calls that made views of live values (``_enter_view``), so far
+        self._reads = 0
         self._serial = 0
         self._token = object()
 
@@ -580,6 +582,7 @@ class ArenaBase:
         self._enter()
         if self._busy is not None and self._busy_kind() == "change":
             raise_busy()
+        self._reads += 1  # (an allocation whose constructor ran this must not give back)
 
     def _enter_mut(self) -> None:
         """Checks for a call that changes the arena: also not inside a drop callback."""

@@ -190,6 +190,7 @@ class TypedArena(SlotWindows[T], BulkAllocation[T], FailedAllocation[T]):
             self._restart(self._cursor.count() - 1)
             raise
         if args or kwargs:
+            reads = self._reads  # (the constructor may take a view of the slot: see below)
             try:
                 if kwargs:
                     value.__init__(*args, **kwargs)
@@ -199,7 +200,7 @@ class TypedArena(SlotWindows[T], BulkAllocation[T], FailedAllocation[T]):
                 del take  # the traceback must not keep the window's iterator
                 failed = [value]  # (the arena's one reference: see _give_back_failed)
                 del value
-                error = self._init_failed(failed, args, exc)
+                error = self._init_failed(failed, args, exc, reads)
                 del failed, exc  # nor the value, as a view
                 if error is not None:
                     try:

@@ -58,14 +58,17 @@ class FailedAllocation(TypedState[T]):
             del token
 
     def _init_failed(
-        self, failed: list[Any], args: tuple[Any, ...], exc: BaseException
+        self, failed: list[Any], args: tuple[Any, ...], exc: BaseException, reads: int
     ) -> BaseException | None:
         """Undo an allocation whose constructor raised: clear the slot, hand it out again.
 
         ``failed`` holds the value, the caller's only reference to it (the
         list is emptied). The slot is handed out again only if nothing else
         holds the value (see :meth:`_give_back_failed`); else it stays used,
-        cleared, and is never dropped. The same if the constructor allocated
+        cleared, and is never dropped. The same if the constructor made views
+        of the live values (iterated the arena, ``as_array()``: ``reads``,
+        the arena's count of such calls before it ran, differs now), which
+        can take one over the slot; if it allocated
         from this arena (the slot is no longer the newest) or took a
         checkpoint (or entered a scope) of it: that checkpoint's position
         counts the slot, and a rewind to it must not make a slot never
@@ -78,14 +81,14 @@ class FailedAllocation(TypedState[T]):
             try:
                 self._busy = ref(token)
                 self._halt()  # (the count is read below: nothing may take a slot meanwhile)
-                self._give_back_failed(failed)
+                self._give_back_failed(failed, self._reads != reads)
             finally:
                 self._busy = previous
                 del token
         failed.clear()
         return init_error(self._ctype, args, exc)
 
-    def _give_back_failed(self, failed: list[Any]) -> None:
+    def _give_back_failed(self, failed: list[Any], viewed: bool = False) -> None:
         """Clear the slot of the value in ``failed``; hand it out again if the value is gone.
 
         ``failed``: a list holding the value whose allocation failed, the
@@ -96,11 +99,12 @@ class FailedAllocation(TypedState[T]):
         to; or a ``__del__`` brought it back to life. The slot is given back
         only if the value is freed once the list lets go of it (told by a
         weak reference: see ``_views.freed_prefix``). Else the slot stays
-        used (dead), as the live value's. Call while busy and halted.
+        used (dead), as the live value's; so it does if ``viewed`` (other
+        objects over the slot may live). Call while busy and halted.
         """
         k = (ctypes.addressof(failed[0]) - self._root_address()) // self._size
         kept = freed_prefix(failed) == 0  # (freed here unless something else holds it)
-        self._give_back(k, kept)
+        self._give_back(k, kept or viewed)
 
     def _give_back(self, k: int, kept: bool = False) -> None:
         """Clear slot ``k``, a value's whose allocation failed, and hand it out again.

@@ -113,12 +113,14 @@ def test_a_collection_that_kept_no_value_carries_no_target_of_slot_zero(
 
 class Link(ctypes.Structure):
     """``Link("link")``: the constructor takes another object over the slot being
-    made (iterating the arena), points it at itself, and raises, holding nothing."""
+    made (from the array ``self._b_base_`` it was made from), points it at itself, and
+    raises, holding nothing."""
 
     def __init__(self, *args: Any) -> None:
         if args == ("link",):
-            other = list(_ARENAS[-1])[-1]
-            del self
+            base = self._b_base_
+            other = base[(ctypes.addressof(self) - ctypes.addressof(base)) // ctypes.sizeof(Link)]
+            del self, base
             other.next = ctypes.pointer(other)  # (kept in the slot array's keep-alives)
             del other
             raise ValueError("no link")
@@ -126,7 +128,6 @@ class Link(ctypes.Structure):
 
 
 Link._fields_ = [("next", ctypes.POINTER(Link)), ("v", ctypes.c_int64)]
-_ARENAS: list[Any] = []
 
 
 def test_a_view_made_in_the_middle_of_a_rewind_with_nothing_to_drop_makes_it_refuse(
@@ -137,48 +138,44 @@ def test_a_view_made_in_the_middle_of_a_rewind_with_nothing_to_drop_makes_it_ref
     could), after the first count, makes it refuse as if it had lived all along; no
     memory is held. Here the view is an object over the slot after the checkpoint that
     only the arena's own keep-alives held (left out of the first count): a failed
-    constructor pointed it at itself, and its slot was given back."""
+    constructor pointed it at itself, and its slot was given back (the known bug of
+    ``test_failed_allocation_rules.py``: once it is fixed, this state needs another
+    way in, and the assert on ``len`` below says so)."""
     dropped: list[int] = []
     arena = typed_cls(Link, 8, drop=lambda link: dropped.append(link.v))
-    _ARENAS.append(arena)
+    first = arena.alloc(None, 1)
+    cp = arena.checkpoint()
+    where = ctypes.addressof(first) + ctypes.sizeof(Link)
     try:
-        first = arena.alloc(None, 1)
-        cp = arena.checkpoint()
-        where = ctypes.addressof(first) + ctypes.sizeof(Link)
-        try:
-            arena.alloc("link")
-        except ValueError:
-            pass
-        assert len(arena) == 1  # (the slot was given back: the count is the position)
-        taken: list[Any] = []
+        arena.alloc("link")
+    except ValueError:
+        pass
+    assert len(arena) == 1  # (the slot was given back: the count is the position)
+    taken: list[Any] = []
 
-        def probe(frame: Any, event: str, arg: object) -> None:
-            if not taken and _is_call_from(frame, event, "_drop_after", "_rewind_to"):
-                taken.extend(
-                    obj
-                    for obj in gc.get_objects()
-                    if isinstance(obj, (ctypes.Array, ctypes.Structure))
-                    and ctypes.addressof(obj) == where
-                    and ctypes.sizeof(obj) == ctypes.sizeof(Link)
-                )
+    def probe(frame: Any, event: str, arg: object) -> None:
+        if not taken and _is_call_from(frame, event, "_drop_after", "_rewind_to"):
+            taken.extend(
+                obj
+                for obj in gc.get_objects()
+                if isinstance(obj, (ctypes.Array, ctypes.Structure))
+                and ctypes.addressof(obj) == where
+                and ctypes.sizeof(obj) == ctypes.sizeof(Link)
+            )
 
-        refused = None
-        try:
-            _profiled(probe, lambda: arena.rewind(cp))
-        except BufferError as error:
-            refused = str(error)
-        assert len(taken) == 1
-        assert refused is not None and refused.startswith(
-            "cannot rewind to this checkpoint: 1 view"
-        )
-        taken.clear()
-        second = arena.alloc(None, 2)  # (nothing is held: no BufferError)
-        assert second is not None and len(arena) == 2
-        assert [link.v for link in arena] == [1, 2]
-        del first, second
-        arena.rewind(cp)
-        assert dropped == [2] and len(arena) == 1
-        arena.close()
-        assert dropped == [2, 1]
-    finally:
-        _ARENAS.remove(arena)
+    refused = None
+    try:
+        _profiled(probe, lambda: arena.rewind(cp))
+    except BufferError as error:
+        refused = str(error)
+    assert len(taken) == 1
+    assert refused is not None and refused.startswith("cannot rewind to this checkpoint: 1 view")
+    taken.clear()
+    second = arena.alloc(None, 2)  # (nothing is held: no BufferError)
+    assert second is not None and len(arena) == 2
+    assert [link.v for link in arena] == [1, 2]
+    del first, second
+    arena.rewind(cp)
+    assert dropped == [2] and len(arena) == 1
+    arena.close()
+    assert dropped == [2, 1]
