@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import ctypes
 
+from ._unbound import _CData as _CData
+from ._unbound import from_buffer
+
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
     from typing import Any
-
-_CData = ctypes.c_char.__mro__[-2]  # _ctypes._CData, the base of every ctypes instance
 
 
 def address(view: Any) -> int:
@@ -27,7 +28,7 @@ def address(view: Any) -> int:
     """
     if isinstance(view, memoryview):
         try:
-            return ctypes.addressof((ctypes.c_char * 0).from_buffer(view))
+            return ctypes.addressof(from_buffer(ctypes.c_char * 0, view))
         except (TypeError, ValueError) as exc:
             raise TypeError(f"address() needs a writable, contiguous memoryview: {exc}") from None
     if isinstance(view, _CData):

@@ -24,11 +24,15 @@ from _weakref import ref
 
 from ._address import address
 from ._arena import _THREAD, ArenaBase, _closed_error
-from ._layout import _CLASS_DICT, Layout, check_count, ctype_info
+from ._layout import Layout, check_count, ctype_info
 from ._lazy import LazyArenaMixin
 from ._store import array_type as array_type_of
-from ._store import exact_array_type, from_buffer
-from ._views import _MRO, _OBJECTS, Part, freed_prefix, has_finalizer
+from ._store import exact_array_type
+from ._unbound import ARRAY_ITEM, from_buffer
+from ._unbound import CLASS_DICT as _CLASS_DICT
+from ._unbound import MRO as _MRO
+from ._unbound import OBJECTS as _OBJECTS
+from ._views import Part, freed_prefix, has_finalizer
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
@@ -394,7 +398,7 @@ class BumpArena(ArenaBase):
             if zeroed:
                 ctypes.memset(self._base + start, 0, n * size)
             k = start // size
-            batch = row[k : k + n]
+            batch = ARRAY_ITEM(row, slice(k, k + n))
             del row
             batch.reverse()
             value = batch.pop()  # ours before the rest is published (and open to others)
@@ -426,9 +430,7 @@ class BumpArena(ArenaBase):
             return None
         # (this module's own type: lengths follow the committed size, and
         # ctypes' cache would keep every one for the life of the process)
-        arrays[key] = array_type_of(ctype, n).from_buffer(
-            root, r
-        )  # registered: counted from here on
+        arrays[key] = from_buffer(array_type_of(ctype, n), root, r)  # counted from here on
         del root
         return arrays[key]
 
@@ -551,7 +553,7 @@ class BumpArena(ArenaBase):
         finally:
             self._busy = None
             del token
-        return array_type.from_buffer(root, start)
+        return from_buffer(array_type, root, start)
 
     # -- state -------------------------------------------------------------
 

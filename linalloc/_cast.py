@@ -13,6 +13,8 @@ from __future__ import annotations
 import ctypes
 
 from ._address import _CData
+from ._unbound import OBJECTS as _OBJECTS
+from ._unbound import from_buffer
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
@@ -48,7 +50,7 @@ def cast(obj: Any, typ: type[P]) -> P:
     source: Any = obj
     if isinstance(obj, memoryview):
         try:
-            source = (ctypes.c_char * obj.nbytes).from_buffer(obj)
+            source = from_buffer(ctypes.c_char * obj.nbytes, obj)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"cast() needs a writable, contiguous memoryview: {exc}") from None
         obj = source
@@ -71,7 +73,7 @@ def cast(obj: Any, typ: type[P]) -> P:
     # with the result, which is how the result can keep ``source`` too.
     target: Any = typ
     result: Any = ctypes.cast(ctypes.c_void_p(address), target)
-    objects = result._objects
+    objects = _OBJECTS(result)
     if not isinstance(objects, dict):  # pragma: no cover - ctypes.cast always makes one
         raise TypeError(f"cannot keep the source alive for a {typ.__name__}")
     objects[f"linalloc.cast:{id(source):x}"] = source

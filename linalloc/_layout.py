@@ -8,6 +8,9 @@ import sys
 from _functools import partial  # type: ignore[import-not-found]
 
 from ._address import _CData
+from ._unbound import ARRAY_ITEM as _ARRAY_ITEM
+from ._unbound import ARRAY_LEN as _ARRAY_LEN
+from ._unbound import CLASS_DICT as _CLASS_DICT
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
@@ -37,12 +40,8 @@ class _Probe(ctypes.Structure):
 _CFIELD: Any = type(_Probe.__dict__["field"])
 _SIMPLE_META: Any = type(ctypes.c_int)
 _ARRAY_META: Any = type(ctypes.c_int * 1)
-#: A class's own dict, read without running a metaclass's code.
-_CLASS_DICT: Any = type.__dict__["__dict__"].__get__
 _CHAR1 = ctypes.c_char * 1
 _VALUE: Any = vars(ctypes._SimpleCData)["value"]
-_ARRAY_LEN: Any = ctypes.Array.__len__
-_ARRAY_ITEM: Any = ctypes.Array.__getitem__
 #: Zeroed memory that the checks read values of unknown type from (never written).
 _ZEROS = (ctypes.c_longdouble * 4)()
 

@@ -20,6 +20,8 @@ from _operator import length_hint
 from _weakref import ref
 
 from ._store import array_type
+from ._unbound import ARRAY_ITEM, from_buffer
+from ._unbound import OBJECTS as _OBJECTS
 from ._views import _SOURCE_KEY
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
@@ -133,7 +135,7 @@ def drop_values(
             if k in dead:
                 cursor.win = Window(k, NOTHING)
                 continue
-            value = array[k]
+            value = ARRAY_ITEM(array, k)
             cursor.win = Window(k, NOTHING)
             try:
                 drop(value)
@@ -182,7 +184,7 @@ def carrying_type(array_type: type[Any]) -> type[Any]:
 
 def _carry(array: Any) -> None:
     """``__del__`` of a slot array of a :func:`carrying_type`."""
-    objects = array._objects
+    objects = _OBJECTS(array)
     source = objects.get(_SOURCE_KEY) if objects else None
     dropper = getattr(getattr(source, "obj", None), "_linalloc_dropper", None)
     if dropper is not None:
@@ -293,10 +295,10 @@ class Dropper:
                 # and a lazy store its reservation), not a second drop.
                 root = store.root
                 kept = ref(root)
-                array = array_type(slot_type(self.ctype), n).from_buffer(root, self.offset)
+                array = from_buffer(array_type(slot_type(self.ctype), n), root, self.offset)
                 del root
                 # What the values' pointers point to lives while a value kept lives.
-                array._objects[_CARRIED] = self.carried
+                _OBJECTS(array)[_CARRIED] = self.carried
                 error = drop_values(drop, array, mine, 0)
                 del array, mine
                 if kept() is not None:  # a callback kept a value

@@ -141,42 +141,6 @@ def exact_array_type(ctype: Any, n: int) -> Any:
     return found
 
 
-#: ctypes' own ``from_buffer``, by the ctypes metaclass that defines it.
-_FROM_BUFFER: dict[type, Any] = {
-    meta: meta.__dict__["from_buffer"]
-    for meta in {
-        type(t)
-        for t in (
-            ctypes.c_int,
-            ctypes.Structure,
-            ctypes.Union,
-            ctypes.POINTER(ctypes.c_int),
-            ctypes.c_int * 1,
-            ctypes.CFUNCTYPE(None),
-        )
-    }
-}
-
-
-def from_buffer(ctype: Any, source: Any, offset: int) -> Any:
-    """``ctype.from_buffer(source, offset)`` by ctypes' own method.
-
-    Never the type's own or its metaclass's: a class can define ``from_buffer``,
-    and one that returned a value at another offset would hand out memory
-    twice (or run code in the middle of an allocation).
-
-    >>> buffer = bytearray(8)
-    >>> from_buffer(ctypes.c_int32, buffer, 4).value = 7
-    >>> buffer[4]
-    7
-    """
-    for klass in type(ctype).__mro__:
-        method = _FROM_BUFFER.get(klass)
-        if method is not None:
-            return method(ctype, source, offset)
-    raise TypeError(f"{ctype!r} is not a ctypes data type")
-
-
 def root_over(address: int, size: int, owner: object) -> Any:
     """A ``c_char`` array over ``[address, address + size)`` that keeps ``owner`` alive."""
     root: Any = array_type(ctypes.c_char, size).from_address(address)

@@ -26,6 +26,8 @@ from ._typed_bulk import BulkAllocation
 from ._typed_failed import FailedAllocation
 from ._typed_state import _EMPTY_POP, _SLOTS, T
 from ._typed_windows import _MIN_WINDOW, SlotWindows
+from ._unbound import ARRAY_SET, from_buffer
+from ._unbound import OBJECTS as _OBJECTS
 from ._values import convert
 from ._views import Part, has_finalizer
 
@@ -132,10 +134,10 @@ class TypedArena(SlotWindows[T], BulkAllocation[T], FailedAllocation[T]):
                 array_type = carrying_type(array_type)  # (keep-alives for a collection-time drop)
             # (a lazy root over nothing committed yet may end before the offset)
             start = min(self._offset, len(part.root))
-            part.arrays[_SLOTS] = array_type.from_buffer(part.root, start)
+            part.arrays[_SLOTS] = from_buffer(array_type, part.root, start)
         else:
             # Zero-size values: every allocation succeeds and none is counted.
-            part.take = partial(self._ctype.from_buffer, part.root, self._offset)
+            part.take = partial(from_buffer, self._ctype, part.root, self._offset)
         return part
 
     def _switch_part(self, part: Part) -> None:
@@ -259,7 +261,7 @@ class TypedArena(SlotWindows[T], BulkAllocation[T], FailedAllocation[T]):
                     self._restart(cursor.count() - 1)
                     raise
                 k = (ctypes.addressof(taken) - self._root_address()) // self._size
-                self._part.arrays[_SLOTS][k] = converted
+                ARRAY_SET(self._part.arrays[_SLOTS], k, converted)
                 return taken  # type: ignore[no-any-return]
             except BaseException:
                 # Storing ran the value's code again and it raised (or an
@@ -408,14 +410,14 @@ class TypedArena(SlotWindows[T], BulkAllocation[T], FailedAllocation[T]):
         current = self._part.arrays[_SLOTS]
         others = tuple(
             [
-                part.arrays[_SLOTS]._objects
+                _OBJECTS(part.arrays[_SLOTS])
                 for region in self._ledger.regions[index:]
                 for part in region.parts
                 if part is not self._part and _SLOTS in part.arrays
             ]
         )
         if others:
-            objects = current._objects
+            objects = _OBJECTS(current)
             old = objects.get(_PARTS)
             objects[_PARTS] = others if old is None else (old, others)
 

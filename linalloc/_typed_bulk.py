@@ -12,12 +12,13 @@ from __future__ import annotations
 import ctypes
 import sys
 from _weakref import ref
-from itertools import chain, islice
+from itertools import chain, islice, repeat
 
 from ._layout import check_count
 from ._slots import NOTHING, Window
 from ._store import exact_array_type
 from ._typed_state import _SLOTS, T, TypedState
+from ._unbound import ARRAY_ITEM, ARRAY_SET, from_buffer
 from ._values import convert
 from ._watch import settle, watch
 
@@ -96,7 +97,7 @@ class BulkAllocation(TypedState[T]):
         # iterator; it may have closed the arena or be running inside a call)
         self._enter_mut()
         if not self._size:
-            return exact_array_type(self._ctype, n).from_buffer(self._part.root, self._offset)
+            return from_buffer(exact_array_type(self._ctype, n), self._part.root, self._offset)
         cursor = self._cursor
         if n > self._capacity - cursor.count():
             return None
@@ -121,7 +122,7 @@ class BulkAllocation(TypedState[T]):
                 size = self._size
                 end = min(first + n, cursor.dirty)
                 ctypes.memset(self._root_address() + first * size, 0, (end - first) * size)
-            array = array_type.from_buffer(self._part.arrays[_SLOTS], first * self._size)
+            array = from_buffer(array_type, self._part.arrays[_SLOTS], first * self._size)
             k = first  # (first: an interrupt after the next line gives the slots back)
             cursor.win = Window(k + n, NOTHING)  # counted from here
             if fill is None or not n:
@@ -129,7 +130,7 @@ class BulkAllocation(TypedState[T]):
             elif type(fill) is list:
                 slots = self._part.arrays[_SLOTS]
                 for i, item in enumerate(fill, k):
-                    slots[i] = item
+                    ARRAY_SET(slots, i, item)
                 del slots
             else:
                 memoryview(array).cast("B")[:] = memoryview(fill).cast("B")
@@ -205,15 +206,19 @@ class BulkAllocation(TypedState[T]):
         n = self._cursor.count()
         regions = self._ledger.regions
         if not self._size:
-            return map(self._part.root.__getitem__, range(0))
+            return map(ARRAY_ITEM, repeat(self._part.root), range(0))
         if len(regions) == 1 or not n:
-            return map(self._slots_at(n - 1).__getitem__, range(n))
+            return map(ARRAY_ITEM, repeat(self._slots_at(n - 1)), range(n))
         # Each value from its own region's array: a value of memory allocated
         # before a checkpoint does not stop a rewind to it.
         ends = [region.start for region in regions[1:]] + [n]
         return chain.from_iterable(
             [
-                map(region.parts[-1].arrays[_SLOTS].__getitem__, range(region.start, min(end, n)))
+                map(
+                    ARRAY_ITEM,
+                    repeat(region.parts[-1].arrays[_SLOTS]),
+                    range(region.start, min(end, n)),
+                )
                 for region, end in zip(regions, ends)
                 if region.start < n
             ]
@@ -233,6 +238,6 @@ class BulkAllocation(TypedState[T]):
         self._enter_view()
         n = self._cursor.count()
         if not self._size:
-            return exact_array_type(self._ctype, n).from_buffer(self._part.root, self._offset)
-        array = exact_array_type(self._ctype, n).from_buffer(self._slots_at(n - 1))
+            return from_buffer(exact_array_type(self._ctype, n), self._part.root, self._offset)
+        array = from_buffer(exact_array_type(self._ctype, n), self._slots_at(n - 1))
         return watch(array, 0) if self._pointers else array

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import ctypes
 from _collections import deque  # type: ignore[import-not-found]
-from _operator import getitem
 from _weakref import ref
 from itertools import repeat
 
 from ._arena import _closed_error
 from ._slots import NOTHING, Window
 from ._typed_state import _EMPTY_POP, _SLOTS, T, TypedState
+from ._unbound import ARRAY_ITEM
 from ._views import freed_prefix
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
@@ -93,16 +93,17 @@ class SlotWindows(TypedState[T]):
         cursor = self._cursor
         if self._batched:
             if self._slices:  # newest first, for list.pop
-                source = arr[end - 1 : k - 1 if k else None : -1]  # (-1 would mean the last)
+                # (-1 would mean the last)
+                source = ARRAY_ITEM(arr, slice(end - 1, k - 1 if k else None, -1))
             else:
-                source = list(map(getitem, repeat(arr), range(end - 1, k - 1, -1)))
+                source = list(map(ARRAY_ITEM, repeat(arr), range(end - 1, k - 1, -1)))
             del arr
             window = Window(end, source)
             cursor.win = window  # published whole: the count stays exact
             self._take = source.pop
         else:
             rng = iter(range(k, end))
-            part.take = map(getitem, repeat(arr), rng)
+            part.take = map(ARRAY_ITEM, repeat(arr), rng)
             del arr
             cursor.win = Window(end, rng)
             self._take = part.take.__next__

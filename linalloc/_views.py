@@ -114,8 +114,13 @@ from itertools import repeat
 from sys import getrefcount
 
 from ._address import _CData, address
-from ._layout import _ARRAY_META, _CLASS_DICT
+from ._layout import _ARRAY_META
 from ._store import root_over
+from ._unbound import B_BASE as _B_BASE
+from ._unbound import CLASS_DICT as _CLASS_DICT
+from ._unbound import MRO as _MRO
+from ._unbound import OBJECTS as _OBJECTS
+from ._unbound import from_buffer
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
@@ -162,7 +167,7 @@ def _calibrate() -> tuple[int, int, int]:
     buffer = ctypes.create_string_buffer(8)
     part = Part(root_over(ctypes.addressof(buffer), 8, buffer))
     root_only = _refs(part)
-    part.arrays[0] = (ctypes.c_char * 8).from_buffer(part.root)
+    part.arrays[0] = from_buffer(ctypes.c_char * 8, part.root)
     per_array = _refs(part) - root_only
     part.take = map(getitem, repeat(part.arrays[0]), iter(()))
     per_take = _refs(part) - root_only - per_array
@@ -205,7 +210,7 @@ class Held:
 def _from_buffer_key() -> str:
     """The ``_objects`` key under which ``from_buffer`` keeps its source alive."""
     array: Any = (ctypes.c_char * 1).from_buffer(bytearray(1))
-    key: str = next(iter(array._objects))
+    key: str = next(iter(_OBJECTS(array)))
     return key
 
 
@@ -626,7 +631,7 @@ def _dict_ids(ours: dict[int, tuple[Part, Any]]) -> set[int]:
     ids = set()
     for part, key in ours.values():
         if key is not None:
-            ids.add(id(part.arrays[key]._objects))
+            ids.add(id(_OBJECTS(part.arrays[key])))
     return ids
 
 
@@ -643,7 +648,7 @@ def _view_of(part: Part | None, key: Any, address: int, size: int | None) -> Any
     if size is None or not 0 <= address - ctypes.addressof(base) <= ctypes.sizeof(base) - size:
         return memoryview(base)
     offset = address - ctypes.addressof(base)
-    return (ctypes.c_char * size).from_buffer(base, offset)
+    return from_buffer(ctypes.c_char * size, base, offset)
 
 
 def _refcounts(objs: list[Any]) -> list[int]:
@@ -657,7 +662,7 @@ _LISTED_ONE = _refcounts([bytearray()])[0]
 def _calibrate_dict() -> int:
     """The references an array's ``_objects`` dict has from the array alone."""
     array: Any = (ctypes.c_char * 1).from_buffer(bytearray(1))
-    objs = [array._objects]
+    objs = [_OBJECTS(array)]
     return _refcounts(objs)[0] - _LISTED_ONE
 
 
@@ -733,7 +738,7 @@ def _shared_dicts(ours: dict[int, tuple[Part, Any]], watched: list[Any]) -> set[
     for part, key in ours.values():
         if key is not None:
             array = part.arrays[key]
-            objects = array._objects
+            objects = _OBJECTS(array)
             if isinstance(objects, dict) and id(objects) not in index:
                 index[id(objects)] = len(objs)
                 objs.append(objects)
@@ -845,13 +850,13 @@ def _carry_keepalives(old: Part, new: Part) -> bool:
     than a part kept for longer): the twin then keeps both.
     """
     for key, array in old.arrays.items():
-        objects = array._objects
+        objects = _OBJECTS(array)
         if not objects or len(objects) == 1 and _SOURCE_KEY in objects:
             continue
         twin = new.arrays.get(key)
         if twin is None:
             return False
-        mine = twin._objects
+        mine = _OBJECTS(twin)
         for name, entry in list(objects.items()):
             if name == _SOURCE_KEY:
                 continue
@@ -865,7 +870,7 @@ def _carry_keepalives(old: Part, new: Part) -> bool:
 
 def _has_entries(array: Any) -> bool:
     """Whether ``array._objects`` holds more than ``from_buffer``'s source."""
-    objects = array._objects
+    objects = _OBJECTS(array)
     return bool(objects) and not (len(objects) == 1 and _SOURCE_KEY in objects)
 
 
@@ -883,9 +888,6 @@ def reusable(part: Part) -> bool:
 
 #: ctypes' own getters and type's: reading through them runs no code of a
 #: caller's class (a property named ``_b_base_``, a metaclass ``__getattr__``).
-_B_BASE: Any = _CData.__dict__["_b_base_"].__get__
-_OBJECTS: Any = _CData.__dict__["_objects"].__get__
-_MRO: Any = type.__dict__["__mro__"].__get__
 _CALLBACK: Any = _weak_ref.__dict__["__callback__"].__get__
 
 

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 from _weakref import ref
 
-from ._views import _OBJECTS, _SOURCE_KEY, WATCH_KEY
+from ._unbound import OBJECTS as _OBJECTS
+from ._views import _SOURCE_KEY, WATCH_KEY
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
@@ -36,10 +37,10 @@ if TYPE_CHECKING:
 
 def watch(array: Any, first: int) -> Any:
     """Watch ``array`` (``from_buffer`` over a slot array, from slot ``first`` on); return it."""
-    objects = array._objects
+    objects = _OBJECTS(array)
     if type(objects) is not dict:  # (no element: ctypes keeps the source as _objects itself)
         return array  # (nothing can be stored through it)
-    kept = objects[_SOURCE_KEY].obj._objects
+    kept = _OBJECTS(objects[_SOURCE_KEY].obj)
     old = kept.get(WATCH_KEY)
     registry = old
     if type(registry) is not dict:  # none yet, or several paired by lazy growth: one of all
@@ -123,10 +124,10 @@ def take_over_keepalives(
         try:
             slot = int(last, 16) + first
         except ValueError:  # (no slot: kept with the memory the array was made over)
-            source._objects[f"linalloc:{id(entry)}"] = entry
+            _OBJECTS(source)[f"linalloc:{id(entry)}"] = entry
             continue
         target = target_of(slot)
-        kept = (source if target is None else target)._objects
+        kept = _OBJECTS(source if target is None else target)
         name = f"{head}{colon}{slot:x}"
         old = kept.get(name)
         kept[name] = entry if old is None or old is entry else (old, entry)

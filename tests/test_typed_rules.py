@@ -172,7 +172,7 @@ def _profiled(profile: Callable[..., None], call: Callable[[], object]) -> objec
 def _failing_value_maker(monkeypatch: pytest.MonkeyPatch, fail_at: int) -> list[int]:
     """Making a value out of the slot array fails (``MemoryError``) the ``fail_at``-th
     time, after the window has taken its slot index; returns the call count."""
-    real = _typed_windows.getitem
+    real = _typed_windows.ARRAY_ITEM
     calls = [0]
 
     def getitem(array: Any, k: int) -> Any:
@@ -181,7 +181,7 @@ def _failing_value_maker(monkeypatch: pytest.MonkeyPatch, fail_at: int) -> list[
             raise MemoryError("injected")
         return real(array, k)
 
-    monkeypatch.setattr(_typed_windows, "getitem", getitem)
+    monkeypatch.setattr(_typed_windows, "ARRAY_ITEM", getitem)
     return calls
 
 

@@ -1,0 +1,455 @@
+"""Types whose classes or metaclasses lie: a metaclass property that hides a
+``py_object`` field, a metaclass ``__new__`` or ``__mul__`` that answers another
+type, an ``__instancecheck__`` that accepts a smaller value, methods set on the
+array types the arenas use, an object posing as a memoryview, and a Layout or
+Checkpoint whose slots are written past their ``__setattr__``.
+
+Each test asserts the promise (no memory handed out twice, no crash, a rewind
+refused while a view lives): the type or object is refused, or handled safely.
+Those whose failure is a crash run the attack in a child interpreter.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+from typing import Any
+
+import pytest
+from conftest import BUMP_KINDS, TYPED_KINDS, run_python
+
+import linalloc
+from linalloc import Layout, address
+
+ALL_KINDS = BUMP_KINDS + TYPED_KINDS
+BUMP_NAMES = [cls.__name__ for cls in BUMP_KINDS]
+TYPED_NAMES = [cls.__name__ for cls in TYPED_KINDS]
+
+#: What a correct arena may raise to refuse a type or object that lies.
+REFUSED = (TypeError, ValueError)
+
+
+def overlap(first: int, first_size: int, second: int, second_size: int) -> bool:
+    """Whether the byte ranges ``[first, first + first_size)`` and ``[second, ...)`` meet."""
+    return first < second + second_size and second < first + first_size
+
+
+def ran_clean(code: str) -> str:
+    """Run ``code`` in a child interpreter; assert it exited 0 and return its last line."""
+    result = run_python(code, timeout=60)
+    assert result.returncode == 0, (result.returncode, result.stdout, result.stderr[-600:])
+    return result.stdout.splitlines()[-1]
+
+
+# -- a py_object field hidden from the type walk ------------------------------------------
+
+_HIDDEN_PY_OBJECT = """
+import ctypes, linalloc
+
+if {hiding!r} == "dict":
+    class Meta(type(ctypes.Structure)):
+        @property
+        def __dict__(cls):
+            return {{}}
+
+    class T(ctypes.Structure, metaclass=Meta):
+        _fields_ = [("o", ctypes.py_object)]
+else:
+    class Meta(type(ctypes.Structure)):
+        @property
+        def __mro__(cls):
+            return (cls,)
+
+    class Base(ctypes.Structure):
+        _fields_ = [("o", ctypes.py_object)]
+
+    class T(Base, metaclass=Meta):
+        pass
+
+kind = linalloc.{kind}
+if kind in (linalloc.TypedArena, linalloc.TypedArenaLazy):
+    try:
+        kind(T, 4)
+    except (TypeError, ValueError):
+        print("refused")
+    else:
+        print("accepted")
+    raise SystemExit
+
+arena = kind(4096)
+stale = arena.alloc_uninit_slice(linalloc.Layout(8, 8))
+stale[:] = (0x4141414141414141).to_bytes(8, "little")
+del stale
+arena.reset()
+try:
+    value = arena.alloc(T)
+except (TypeError, ValueError):
+    print("refused")
+    raise SystemExit
+print("allocated", flush=True)
+try:
+    value.o
+except ValueError:  # a NULL py_object
+    pass
+print("read")
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug (README): a metaclass property __dict__ or __mro__ hides a "
+    "py_object field from the type check",
+)
+@pytest.mark.parametrize("hiding", ["dict", "mro"])
+@pytest.mark.parametrize("kind", BUMP_NAMES + TYPED_NAMES)
+def test_a_py_object_hidden_by_the_metaclass_is_refused(kind: str, hiding: str) -> None:
+    """A metaclass property ``__dict__`` (or ``__mro__``) hides a ``py_object`` field
+    (or the base holding one): a typed arena must refuse the type as it refuses any
+    type holding a ``py_object``; a bump arena must refuse it or hand out a value
+    that does not read stale bytes as a Python object (a crash)."""
+    last = ran_clean(_HIDDEN_PY_OBJECT.format(kind=kind, hiding=hiding))
+    if kind in TYPED_NAMES:
+        assert last == "refused"
+    else:
+        assert last in ("refused", "read")
+
+
+# -- a metaclass __new__ answering another type for the arena's own subclass ---------------
+
+_SLOT_TYPE_SWAP = """
+import ctypes, linalloc
+
+class Meta(type(ctypes.c_int64)):
+    def __new__(mcls, name, bases, ns, **kw):
+        if any(isinstance(base, mcls) for base in bases):  # a subclass of I64
+            other = ctypes.{other}
+            return type(other)("Other", (other,), {{}})
+        return super().__new__(mcls, name, bases, ns, **kw)
+
+class I64(ctypes._SimpleCData, metaclass=Meta):
+    _type_ = "q"
+
+size = ctypes.sizeof(I64)
+try:
+    arena = linalloc.{kind}(I64, 16)
+    many = arena.alloc_many(2)
+    one = arena.alloc()
+except (TypeError, ValueError):
+    print("refused")
+    raise SystemExit
+start = ctypes.addressof(many)
+where = ctypes.addressof(one)
+assert not (start < where + size and where < start + 2 * size), (start, where)
+values = arena.as_array()
+for i in range(len(values)):
+    values[i] = 0x4141414141414141
+print("written", flush=True)
+try:
+    one.value
+except ValueError:
+    pass
+print("ok")
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug (README): a metaclass __new__ can answer the slot type a typed "
+    "arena derives from its type with a type of another size or kind",
+)
+@pytest.mark.parametrize("other", ["c_int8", "py_object"])
+@pytest.mark.parametrize("kind", TYPED_NAMES)
+def test_a_metaclass_cannot_swap_the_slot_type(kind: str, other: str) -> None:
+    """The type's metaclass answers every subclass made of it with a subclass of
+    another type (a 1-byte ``c_int8``, a ``py_object``): the arena must refuse the
+    type or still hand out values that neither overlap an ``alloc_many()`` array nor
+    read the arena's bytes as a Python object."""
+    assert ran_clean(_SLOT_TYPE_SWAP.format(kind=kind, other=other)) in ("refused", "ok")
+
+
+# -- a size cached before the type is complete ---------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug (README): a metaclass __dict__ claiming _fields_ gets a type's "
+    "size cached before its _fields_ are set",
+)
+def test_a_type_that_grows_after_its_size_is_taken_does_not_overlap(bump_cls: type) -> None:
+    """A metaclass property ``__dict__`` claims ``_fields_`` for a subclass that has
+    none of its own yet; once allocated, the subclass is given ``_fields_`` and grows.
+    An array of it then must not overlap the next allocation."""
+
+    class Meta(type(ctypes.Structure)):  # type: ignore[misc]
+        @property
+        def __dict__(cls) -> dict[str, Any]:  # type: ignore[override]
+            own = dict(type.__dict__["__dict__"].__get__(cls))
+            own.setdefault("_fields_", [])
+            return own
+
+    class Base(ctypes.Structure):
+        _fields_ = [("a", ctypes.c_int64)]
+
+    class D(Base, metaclass=Meta):
+        pass
+
+    arena = bump_cls(256)
+    try:
+        probe = arena.alloc_array(D, 1)
+    except REFUSED:
+        pass
+    else:
+        del probe
+    arena.reset()
+    try:
+        D._fields_ = [("big", ctypes.c_char * 64)]
+    except AttributeError:  # the layout was made final: D cannot grow
+        return
+    try:
+        array = arena.alloc_array(D, 2)
+    except REFUSED:
+        return
+    assert array is not None
+    after = arena.alloc_uninit_slice(Layout(16))
+    assert not overlap(ctypes.addressof(array), ctypes.sizeof(array), address(after), len(after))
+
+
+# -- `ctype * n` answering an array of another layout --------------------------------------
+
+_ARRAY_TYPE_LIES = """
+import ctypes, linalloc
+
+class Meta(type(ctypes.c_int64)):
+    def __mul__(cls, n):
+        fake = ctypes.py_object * n  # laid out as n py_objects
+        fake._type_ = cls            # its dict says: n of cls
+        return fake
+
+class I(ctypes.c_int64, metaclass=Meta):
+    pass
+
+kind = linalloc.{kind}
+try:
+    if kind in (linalloc.TypedArena, linalloc.TypedArenaLazy):
+        arena = kind(I, 4)
+        arena.alloc(0x4141414141414141)
+    else:
+        arena = kind(4096)
+        stale = arena.alloc_uninit_slice(linalloc.Layout(8, 8))
+        stale[:] = (0x4141414141414141).to_bytes(8, "little")
+        del stale
+        arena.reset()
+    array = arena.{call}
+except (TypeError, ValueError):
+    print("refused")
+    raise SystemExit
+print("made", flush=True)
+item = array[0]  # (a py_object over the arena's bytes: a crash, or NULL)
+assert isinstance(item, (int, I)), type(item)
+print("ok")
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug (README): the array type a metaclass __mul__ answers is trusted "
+    "by its relabelled _type_ and _length_",
+)
+@pytest.mark.parametrize(
+    ("kind", "call"),
+    [(name, "alloc_array(I, 1)") for name in BUMP_NAMES]
+    + [(name, call) for name in TYPED_NAMES for call in ("as_array()", "alloc_many(1)")],
+)
+def test_an_array_type_relabelled_by_a_metaclass_mul_is_not_trusted(kind: str, call: str) -> None:
+    """The metaclass answers ``I * n`` with ``py_object * n`` whose ``_type_`` is
+    re-assigned to ``I``: the arrays ``alloc_array()``, ``as_array()`` and
+    ``alloc_many()`` hand out must be refused or really hold ``I`` items, not
+    ``py_object`` items over the arena's bytes (read as an address: a crash)."""
+    assert ran_clean(_ARRAY_TYPE_LIES.format(kind=kind, call=call)) in ("refused", "ok")
+
+
+# -- an __instancecheck__ accepting a smaller value ----------------------------------------
+
+_SMALL_VALUE = """
+import ctypes, linalloc
+
+class Meta(type(ctypes.Structure)):
+    def __instancecheck__(cls, obj):
+        return isinstance(obj, ctypes._SimpleCData) or type.__instancecheck__(cls, obj)
+
+class Big(ctypes.Structure, metaclass=Meta):
+    _fields_ = [("data", ctypes.c_char * 4096)]
+
+source = linalloc.BumpArenaLazy(1 << 24)
+pad = source.alloc_uninit_slice(linalloc.Layout(source.commit_step - 1))
+last = source.alloc(ctypes.c_char)  # the last committed byte: the next page is not readable
+assert linalloc.address(last) - linalloc.address(pad) + 1 == source.committed
+arena = linalloc.{kind}(Big, 2)
+try:
+    arena.{call}
+except (TypeError, ValueError):
+    print("refused")
+    raise SystemExit
+print("ok")
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug (README): a metaclass __instancecheck__ lets alloc_raw() and "
+    "alloc_extend() copy a type's size from a smaller value",
+)
+@pytest.mark.parametrize("call", ["alloc_raw(last)", "alloc_extend([last])"])
+@pytest.mark.parametrize("kind", TYPED_NAMES)
+def test_a_smaller_value_passing_the_instance_check_is_not_over_read(kind: str, call: str) -> None:
+    """The type's metaclass ``__instancecheck__`` accepts any simple value: storing a
+    1-byte value, on the last readable byte, into an arena of a 4096-byte type must
+    be refused, not copy 4096 bytes from it (reading unmapped memory: a crash)."""
+    assert ran_clean(_SMALL_VALUE.format(kind=kind, call=call)) in ("refused", "ok")
+
+
+# -- methods set on the array types the arenas use -----------------------------------------
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS, ids=lambda cls: cls.__name__)
+def test_a_from_buffer_set_on_the_array_type_does_not_alias(kind: type) -> None:
+    """A ``from_buffer`` set on ``P * 2`` (ctypes' cached class, after the arena has
+    made one array of it) answers the arena's first bytes: the next array of two
+    must not overlap the first."""
+
+    class P(ctypes.Structure):
+        _fields_ = [("x", ctypes.c_int64)]
+
+    typed = kind in TYPED_KINDS
+    arena = kind(P, 8) if typed else kind(256)
+    first = arena.alloc_many(2) if typed else arena.alloc_array(P, 2)
+    pair = P * 2
+    real = type(pair).__dict__["from_buffer"]
+    pair.from_buffer = classmethod(  # type: ignore[method-assign, assignment]
+        lambda cls, buffer, offset=0: real(cls, buffer, 0)
+    )
+    try:
+        try:
+            second = arena.alloc_many(2) if typed else arena.alloc_array(P, 2)
+        except REFUSED:
+            return
+        assert not overlap(
+            ctypes.addressof(first),
+            ctypes.sizeof(first),
+            ctypes.addressof(second),
+            ctypes.sizeof(second),
+        )
+    finally:
+        del pair.from_buffer
+
+
+def test_a_getitem_set_on_the_slot_array_does_not_alias(typed_cls: type) -> None:
+    """A ``__getitem__`` set on the class of a value's base (the arena's slot array)
+    answers slot 0 for every index: a value allocated after a checkpoint must not
+    overlap one that is still alive."""
+
+    class P(ctypes.Structure):
+        _fields_ = [("x", ctypes.c_int64)]
+
+    arena = typed_cls(P, 64)
+    first = arena.alloc()
+    slots = type(first._b_base_)
+    real = ctypes.Array.__getitem__
+
+    def getitem(self: Any, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [real(self, 0) for _ in range(*index.indices(len(self)))]
+        return real(self, 0)
+
+    slots.__getitem__ = getitem
+    try:
+        with arena.scope():
+            try:
+                second = arena.alloc()
+            except REFUSED:
+                return
+            where = ctypes.addressof(second)
+            del second
+    finally:
+        del slots.__getitem__
+    assert where != ctypes.addressof(first)
+
+
+# -- objects posing as the arena's own ------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug (README): grow() takes an object whose __class__ answers "
+    "memoryview and whose nbytes changes between reads",
+)
+def test_grow_of_an_object_posing_as_a_memoryview_does_not_free_a_live_view(
+    bump_cls: type,
+) -> None:
+    """``grow()`` is given a ctypes array over the first allocation whose ``__class__``
+    answers ``memoryview`` and whose ``nbytes`` is 16, then the arena's ``used``:
+    it must refuse it, or not give the memory of a later, live view to the next
+    allocation."""
+    reads = itertools.chain([16], itertools.repeat(32))
+
+    class Fake(ctypes.Array):  # type: ignore[type-arg]
+        _type_ = ctypes.c_char
+        _length_ = 16
+        __class__ = property(lambda self: memoryview)
+        nbytes = property(lambda self: next(reads))
+
+    arena = bump_cls(64)
+    first = arena.alloc_uninit_slice(Layout(16))
+    second = arena.alloc_uninit_slice(Layout(16))
+    try:
+        arena.grow(Fake.from_buffer(first), 16)
+    except REFUSED:
+        return
+    third = arena.alloc_uninit_slice(Layout(16))
+    assert not overlap(address(second), len(second), address(third), len(third))
+
+
+def _forged(arena: Any, what: str) -> Any:
+    """A Layout of size -32, or a checkpoint moved back to position 0."""
+    if what == "layout":
+        bad = Layout(0)
+        object.__setattr__(bad, "_size", -32)
+        return arena.alloc_uninit_slice(bad)
+    checkpoint = arena.checkpoint()
+    object.__setattr__(checkpoint, "_position", 0)
+    return arena.rewind(checkpoint)
+
+
+def _one(arena: Any) -> tuple[Any, int, int]:
+    """A 32-byte view (a bump arena) or a value (a typed arena): (it, address, size)."""
+    if isinstance(arena, (linalloc.TypedArena, linalloc.TypedArenaLazy)):
+        value = arena.alloc()
+        assert value is not None
+        return value, ctypes.addressof(value), ctypes.sizeof(value)
+    view = arena.alloc_uninit_slice(Layout(32))
+    return view, address(view), len(view)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug (README): a Layout's or Checkpoint's slots written with "
+    "object.__setattr__ are used unchecked",
+)
+@pytest.mark.parametrize(
+    ("kind", "what"),
+    [(cls, "layout") for cls in BUMP_KINDS] + [(cls, "checkpoint") for cls in ALL_KINDS],
+    ids=lambda p: p.__name__ if isinstance(p, type) else p,
+)
+def test_a_forged_layout_or_checkpoint_does_not_free_a_live_view(kind: type, what: str) -> None:
+    """A Layout's ``_size`` written to -32, or a checkpoint's ``_position`` written
+    back to 0 (``object.__setattr__``, past their ``__setattr__``), while a view made
+    before lives: the allocation or rewind must be refused (``BufferError`` while a
+    view lives), or the next allocation must not overlap the live view."""
+    arena = kind(ctypes.c_int64 * 4, 8) if kind in TYPED_KINDS else kind(64)
+    first, first_at, first_size = _one(arena)
+    try:
+        _forged(arena, what)
+    except (BufferError, *REFUSED):
+        return
+    second, second_at, second_size = _one(arena)
+    assert not overlap(first_at, first_size, second_at, second_size)
