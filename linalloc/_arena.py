@@ -262,13 +262,6 @@ class ArenaBase:
         """Whether ``_drop_after(position)`` will run drop callbacks."""
         return False
 
-    def _keep_parts_of(self, index: int) -> None:
-        """Make the current part keep what values of ``regions[index:]`` need.
-
-        For values left live in memory about to be held (drops stopped by an
-        interrupt): the typed arenas keep their pointers' targets this way.
-        """
-
     def _memory_range(self) -> tuple[int, int]:
         address = int(self._store.address)
         return address, address + int(self._store.capacity)
@@ -465,18 +458,6 @@ class ArenaBase:
         self._switch_part(part)
         return part
 
-    def _hold_after(self, region: int, serial: int | None, left_live: bool) -> None:
-        """Hold the memory of ``regions[region:]``; a fresh part serves it anew.
-
-        ``left_live``: drops were stopped, so values of that memory are still
-        the arena's: the fresh part keeps what they need (their pointers'
-        targets). See :meth:`~._views.Ledger.hold_after`.
-        """
-        fresh = self._fresh_part()
-        if left_live:
-            self._keep_parts_of(region)
-        self._ledger.hold_after(region, fresh, serial)
-
     def _unmark(self, checkpoint: Checkpoint) -> None:
         """Make ``checkpoint`` invalid (it names no memory from now on)."""
         region = checkpoint._region()
@@ -528,10 +509,8 @@ class ArenaBase:
             self._halt()
             self._refuse_if_viewed(action, region)
             dropping = self._drops_after(position)
-            dropped = False
             try:
                 error = self._drop_after(position)
-                dropped = True
                 # From the count to the store that frees the memory, no finalizer
                 # may run: one could copy a freed value out by value.
                 gc.disable()
@@ -543,8 +522,11 @@ class ArenaBase:
                     kept = False
                     raise _viewed(action, region, live)
             finally:
-                if kept:  # (also when a KeyboardInterrupt stopped the drops)
-                    self._hold_after(region, serial, left_live=not dropped)
+                # (Not when a KeyboardInterrupt stopped the drops: the values
+                # dropped keep their slots then, see _drop_after.)
+                if kept and not self._drops_after(position):
+                    fresh = self._fresh_part()
+                    ledger.hold_after(region, fresh, serial)
             if not kept:
                 part = self._part
                 if not reusable(part):
@@ -612,10 +594,9 @@ class ArenaBase:
         Idempotent: closing a closed arena does nothing. Afterwards every method
         raises ``ValueError``. If a ``drop`` callback keeps a value, the memory
         is released when that value is collected instead. If a callback raises
-        ``KeyboardInterrupt``, the drops stop and the arena stays open with the
-        values not dropped yet, as after a stopped ``reset()``: checkpoints are
-        no longer valid, and the memory of the values dropped is held (see
-        ``reset()``) while a view of it lives.
+        ``KeyboardInterrupt`` the drops stop and the arena stays open, as after
+        a stopped ``reset()``: the values dropped keep their slots, used and
+        never dropped again, until a ``reset()`` or ``close()`` past them.
 
         >>> import ctypes
         >>> from linalloc import TypedArena
@@ -648,11 +629,13 @@ class ArenaBase:
                 error = self._drop_for_close()
                 self._closed = True
             except BaseException:
-                # Drops stopped (a KeyboardInterrupt): the arena stays open with
-                # the values not dropped, and the memory of those dropped is
-                # held, as after a stopped reset (a callback may keep them).
-                if not self._closed:
-                    self._hold_after(0, None, left_live=True)
+                # Interrupted once every value was dropped (drops stopped in the
+                # middle leave the values dropped in their slots): close all the
+                # same, or the next allocation could land on a value a callback kept.
+                if not self._closed and not self._drops_after(0):
+                    self._closed = True
+                    self._release()
+                    self._ledger.release()
                 raise
             self._release()
             self._ledger.release()

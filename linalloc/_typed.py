@@ -20,7 +20,7 @@ from _weakref import ref
 from ._arena import _THREAD, _closed_error, raise_closed
 from ._layout import check_count, check_storable, ctype_info
 from ._lazy import LazyArenaMixin
-from ._slots import Cursor, Dropper, carrying_type, drop_values, slot_type
+from ._slots import NOTHING, Cursor, Dropper, Window, carrying_type, drop_values, slot_type
 from ._store import array_type as array_type_of
 from ._typed_bulk import BulkAllocation
 from ._typed_failed import FailedAllocation
@@ -352,27 +352,38 @@ class TypedArena(SlotWindows[T], BulkAllocation[T], FailedAllocation[T]):
     def _drop_after(self, position: int) -> BaseException | None:
         """Drop the values from slot ``position`` on, newest first; the first error.
 
-        A ``KeyboardInterrupt`` in a callback stops the drops: the values
-        dropped so far are no longer counted, the others stay live.
+        A ``KeyboardInterrupt`` in a callback stops the drops: the others stay
+        live, and the values dropped so far keep their slots, used, never
+        handed out and never dropped again (dead), until a reset, rewind or
+        close past them (which a callback that kept one refuses while it
+        lives): the caller frees nothing.
         """
         drop = self._drop
         cursor = self._cursor
         n = cursor.count()
         if drop is None or n <= position:
             return None
-        self._restart(n)  # (the slots handed out are dirty from here on)
-        previous = self._busy
-        token = self._begin("drop", nested=True)
-        arr: Any = None
         try:
-            self._busy = ref(token)
-            self._take = _EMPTY_POP  # (the slow path refuses while drop callbacks run)
-            arr = self._drop_array(position)
-            return drop_values(drop, arr, cursor, position)  # (dead slots are passed over)
-        finally:
-            del arr
-            self._busy = previous
-            del token
+            self._restart(n)  # (the slots handed out are dirty from here on)
+            previous = self._busy
+            token = self._begin("drop", nested=True)
+            arr: Any = None
+            try:
+                self._busy = ref(token)
+                self._take = _EMPTY_POP  # (the slow path refuses while drop callbacks run)
+                arr = self._drop_array(position)
+                return drop_values(drop, arr, cursor, position)  # (dead slots passed over)
+            finally:
+                del arr
+                self._busy = previous
+                del token
+        except BaseException:
+            # Stopped: the count back first (an interrupt landing before the next
+            # line leaves those values to be dropped again, never handed out).
+            stopped = cursor.count()
+            cursor.win = Window(n, NOTHING)
+            cursor.dead = cursor.dead | set(range(stopped, n))
+            raise
 
     def _drop_array(self, position: int) -> Any:
         """The slot array the values from slot ``position`` on are dropped from.
@@ -391,27 +402,18 @@ class TypedArena(SlotWindows[T], BulkAllocation[T], FailedAllocation[T]):
         part, and they go with the old one. (Not for a type that holds no
         pointer: no value of it holds an address.)
         """
+        current = self._part.arrays[_SLOTS]
+        if not self._pointers:
+            return current  # (no value holds an address: none of theirs can dangle)
         regions = self._ledger.regions
         first = 0
         for k, region in enumerate(regions):
             if region.start <= position:
                 first = k
-        self._keep_parts_of(first)
-        return self._part.arrays[_SLOTS]
-
-    def _keep_parts_of(self, index: int) -> None:
-        """Put the ``_objects`` of the other parts of ``regions[index:]`` in the current's.
-
-        Under ``_PARTS``, in the current part's slot array (see
-        :meth:`_drop_array`); nothing for a type that holds no pointer.
-        """
-        if not self._pointers:
-            return  # (no value holds an address: none of theirs can dangle)
-        current = self._part.arrays[_SLOTS]
         others = tuple(
             [
                 _OBJECTS(part.arrays[_SLOTS])
-                for region in self._ledger.regions[index:]
+                for region in regions[first:]
                 for part in region.parts
                 if part is not self._part and _SLOTS in part.arrays
             ]
@@ -420,6 +422,7 @@ class TypedArena(SlotWindows[T], BulkAllocation[T], FailedAllocation[T]):
             objects = _OBJECTS(current)
             old = objects.get(_PARTS)
             objects[_PARTS] = others if old is None else (old, others)
+        return current
 
     def reset(self) -> None:
         """Drop the live values (newest first), then reuse the same storage.
