@@ -494,12 +494,13 @@ class BumpArena(ArenaBase):
         None
         """
         self._enter()
-        if not isinstance(view, memoryview):
+        if type(view) is not memoryview:  # (not isinstance: a __class__ can lie)
             raise TypeError(f"grow() takes a memoryview, not {type(view).__name__}")
         new_size = check_count("new_size", new_size)
-        if new_size < view.nbytes:
+        nbytes = view.nbytes
+        if new_size < nbytes:
             raise ValueError(
-                f"grow() cannot shrink a view ({view.nbytes} to {new_size} bytes); "
+                f"grow() cannot shrink a view ({nbytes} to {new_size} bytes); "
                 "rewind to a checkpoint instead"
             )
         try:
@@ -511,7 +512,7 @@ class BumpArena(ArenaBase):
         try:
             self._busy = ref(token)
             self._halt()
-            if start < 0 or start + view.nbytes != self._used or not self._advance_to(end):
+            if start < 0 or start + nbytes != self._used or not self._advance_to(end):
                 return None  # not this arena's most recent allocation, or no room
             root = self._part.root  # (counted as a view until the view is made)
         finally:

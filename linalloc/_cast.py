@@ -48,7 +48,7 @@ def cast(obj: Any, typ: type[P]) -> P:
     >>> arena.reset()
     """
     source: Any = obj
-    if isinstance(obj, memoryview):
+    if type(obj) is memoryview:  # (not isinstance: a __class__ can lie)
         try:
             source = from_buffer(ctypes.c_char * obj.nbytes, obj)
         except (TypeError, ValueError) as exc:

@@ -11,6 +11,7 @@ from ._address import _CData
 from ._unbound import ARRAY_ITEM as _ARRAY_ITEM
 from ._unbound import ARRAY_LEN as _ARRAY_LEN
 from ._unbound import CLASS_DICT as _CLASS_DICT
+from ._unbound import MRO as _MRO
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
@@ -166,8 +167,8 @@ def _laid_out(ctype: type[Any], part: type[Any]) -> list[tuple[bool, bool, Any]]
             )
     else:
         size = ctypes.sizeof(part)
-        for klass in part.__mro__:
-            for name, field in list(vars(klass).items()):
+        for klass in _MRO(part):  # (type's own getters: a metaclass can answer others)
+            for name, field in list(_CLASS_DICT(klass).items()):
                 if type(field) is not _CFIELD:
                     continue
                 what = f"{klass.__name__}.{name}"
@@ -236,12 +237,12 @@ def _walk(ctype: type[Any]) -> tuple[bool, bool, bool]:
         elif issubclass(part, (ctypes.Structure, ctypes.Union)):
             if ctypes.alignment(part) == 0:  # how ctypes marks a type without _fields_
                 raise _incomplete(ctype, part)
-            if "_fields_" not in part.__dict__:
+            if "_fields_" not in _CLASS_DICT(part):
                 final = False
-            for klass in part.__mro__:
+            for klass in _MRO(part):
                 if not issubclass(klass, (ctypes.Structure, ctypes.Union)):
                     continue
-                fields = klass.__dict__.get("_fields_", ())
+                fields = _CLASS_DICT(klass).get("_fields_", ())
                 try:
                     stack.extend(field[1] for field in fields)
                 except (TypeError, IndexError, KeyError):

@@ -21,6 +21,7 @@ from _weakref import ref
 
 from ._store import array_type
 from ._unbound import ARRAY_ITEM, from_buffer
+from ._unbound import MRO as _MRO
 from ._unbound import OBJECTS as _OBJECTS
 from ._views import _SOURCE_KEY
 
@@ -50,6 +51,11 @@ def _simple_reduce(self: Any) -> Any:
     return plain.__reduce__()
 
 
+def _format(ctype: Any) -> str:
+    """The buffer format of ``ctype``'s values, as ctypes laid them out."""
+    return memoryview(from_buffer(ctype, bytearray(ctypes.sizeof(ctype)), 0)).format
+
+
 def slot_type(ctype: type[Any]) -> type[Any]:
     """The element type of the slot array.
 
@@ -58,15 +64,26 @@ def slot_type(ctype: type[Any]) -> type[Any]:
     indexing return instances instead; they are ``isinstance(v, ctype)`` and
     read and write through ``.value``.
     """
-    if not issubclass(ctype, ctypes._SimpleCData) or ctype.__mro__[1] is not ctypes._SimpleCData:
+    if not issubclass(ctype, ctypes._SimpleCData) or _MRO(ctype)[1] is not ctypes._SimpleCData:
         return ctype  # Structures, arrays, pointers: indexing already gives instances
     entry = _slot_types.get(id(ctype))
     if entry is None or entry[0] is not ctype:
-        made = type(
+        made: Any = type(
             ctype.__name__,
             (ctype,),
             {"__repr__": _simple_repr, "__reduce__": _simple_reduce, "__slots__": ()},
         )
+        # (``type()`` hands the call to ``ctype``'s metaclass, which may answer
+        # anything: a type of another size would step through memory wrongly)
+        if not (
+            isinstance(made, type)
+            and _MRO(made)[1:2] == (ctype,)
+            and ctypes.sizeof(made) == ctypes.sizeof(ctype)
+            and _format(made) == _format(ctype)
+        ):
+            raise TypeError(
+                f"{ctype.__name__}: its metaclass answers another type for a subclass of it"
+            )
         entry = _slot_types[id(ctype)] = (ctype, made)
     return entry[1]
 

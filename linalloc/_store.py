@@ -107,6 +107,20 @@ def array_type(ctype: Any, n: int) -> Any:
 _exact_types: dict[tuple[int, int], Any] = {}
 
 
+_FROM_ADDRESS: Any = type(ctypes.Array).__dict__["from_address"]
+_NOWHERE = ctypes.addressof(ctypes.c_char())  # (a value over it is made, never read)
+
+
+def _laid_out_as(array_type: Any) -> tuple[str, tuple[int, ...] | None, int]:
+    """(format, shape, itemsize) of an array type as ctypes laid it out.
+
+    ``_type_`` and ``_length_`` can be set on a class after ctypes made it;
+    the buffer a value exports is what ctypes reads and writes.
+    """
+    view = memoryview(_FROM_ADDRESS(array_type, _NOWHERE))
+    return view.format, view.shape, view.itemsize
+
+
 def exact_array_type(ctype: Any, n: int) -> Any:
     """``ctype * n``, unless what that gives is not exactly an array of n ``ctype``.
 
@@ -132,6 +146,7 @@ def exact_array_type(ctype: Any, n: int) -> Any:
         and found.__dict__.get("_type_") is ctype
         and all(k in attributes and type(v) is type(attributes[k]) for k, v in defined)
         and found.__dict__.get("_length_") == n
+        and _laid_out_as(found) == _laid_out_as(own)
     )
     if not (exact and ctypes.sizeof(found) == ctypes.sizeof(ctype) * n):
         found = own

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ctypes
 
+from ._unbound import MRO as _MRO
+
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
     from typing import Any
@@ -45,10 +47,15 @@ def convert(ctype: Any, value: Any) -> Any:
         raise reworded(exc, what) from None
 
 
+_VALUE: Any = vars(ctypes._SimpleCData)["value"]
+
+
 def _converted(ctype: Any, value: Any) -> Any:
-    if isinstance(value, ctype):
+    # (by its real type: a metaclass ``__instancecheck__`` or a ``__class__``
+    # could pass off a smaller value, which the store would read past)
+    if ctype in _MRO(type(value)):
         if issubclass(ctype, ctypes._SimpleCData):
-            return value.value
+            return _VALUE.__get__(value)
         return value
     if isinstance(value, tuple) and issubclass(
         ctype, (ctypes.Structure, ctypes.Union, ctypes.Array)
