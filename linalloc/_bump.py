@@ -28,7 +28,7 @@ from ._layout import Layout, check_count, ctype_info
 from ._lazy import LazyArenaMixin
 from ._store import array_type as array_type_of
 from ._store import exact_array_type
-from ._unbound import ARRAY_ITEM, from_buffer
+from ._unbound import ARRAY_ITEM, ARRAY_LEN, from_buffer
 from ._unbound import CLASS_DICT as _CLASS_DICT
 from ._unbound import MRO as _MRO
 from ._unbound import OBJECTS as _OBJECTS
@@ -208,7 +208,7 @@ class BumpArena(ArenaBase):
         back here (and an interrupted call is finished by the next).
         """
         store = self._store
-        if store.extent > len(self._part.root):
+        if store.extent > ARRAY_LEN(self._part.root):
             part = self._make_part()
             self._ledger.add_part(part)  # the older parts stay counted while viewed
             self._part = part
@@ -425,7 +425,7 @@ class BumpArena(ArenaBase):
         if row is not None or len(arrays) >= _MAX_ROWS:
             return row
         root = self._part.root
-        n = (len(root) - r) // size
+        n = (ARRAY_LEN(root) - r) // size
         if n <= 0:
             return None
         # (this module's own type: lengths follow the committed size, and

@@ -54,7 +54,7 @@ def cast(obj: Any, typ: type[P]) -> P:
         except (TypeError, ValueError) as exc:
             raise TypeError(f"cast() needs a writable, contiguous memoryview: {exc}") from None
         obj = source
-    elif isinstance(obj, _CArgObject):
+    elif type(obj) is _CArgObject:  # (not isinstance: a __class__ can lie)
         arg: Any = obj
         source = arg._obj  # what byref() refers to; the address below keeps its offset
     elif not isinstance(obj, _CData):

@@ -6,6 +6,7 @@ import ctypes
 from _weakref import ref
 
 from ._store import LazyStore
+from ._unbound import ARRAY_LEN
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
@@ -124,7 +125,7 @@ class LazyArenaMixin:
             return 0
         start = int(self._store.address)
         ends = [
-            ctypes.addressof(held.part.root) + len(held.part.root) - start
+            ctypes.addressof(held.part.root) + ARRAY_LEN(held.part.root) - start
             for held in ledger.held
             if held.views() > 0
         ]

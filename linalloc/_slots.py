@@ -68,16 +68,22 @@ def slot_type(ctype: type[Any]) -> type[Any]:
         return ctype  # Structures, arrays, pointers: indexing already gives instances
     entry = _slot_types.get(id(ctype))
     if entry is None or entry[0] is not ctype:
-        made: Any = type(
-            ctype.__name__,
-            (ctype,),
-            {"__repr__": _simple_repr, "__reduce__": _simple_reduce, "__slots__": ()},
-        )
+        try:
+            made: Any = type(
+                ctype.__name__,
+                (ctype,),
+                {"__repr__": _simple_repr, "__reduce__": _simple_reduce, "__slots__": ()},
+            )
+        except Exception as exc:  # (the metaclass's code: whatever it raises)
+            raise TypeError(
+                f"{ctype.__name__}: its metaclass cannot make a subclass of it: {exc}"
+            ) from None
         # (``type()`` hands the call to ``ctype``'s metaclass, which may answer
         # anything: a type of another size would step through memory wrongly)
         if not (
             isinstance(made, type)
-            and _MRO(made)[1:2] == (ctype,)
+            and len(_MRO(made)) > 1
+            and _MRO(made)[1] is ctype
             and ctypes.sizeof(made) == ctypes.sizeof(ctype)
             and _format(made) == _format(ctype)
         ):

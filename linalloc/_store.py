@@ -111,7 +111,7 @@ _FROM_ADDRESS: Any = type(ctypes.Array).__dict__["from_address"]
 _NOWHERE = ctypes.addressof(ctypes.c_char())  # (a value over it is made, never read)
 
 
-def _laid_out_as(array_type: Any) -> tuple[str, tuple[int, ...] | None, int]:
+def laid_out_as(array_type: Any) -> tuple[str, tuple[int, ...] | None, int]:
     """(format, shape, itemsize) of an array type as ctypes laid it out.
 
     ``_type_`` and ``_length_`` can be set on a class after ctypes made it;
@@ -146,7 +146,7 @@ def exact_array_type(ctype: Any, n: int) -> Any:
         and found.__dict__.get("_type_") is ctype
         and all(k in attributes and type(v) is type(attributes[k]) for k, v in defined)
         and found.__dict__.get("_length_") == n
-        and _laid_out_as(found) == _laid_out_as(own)
+        and laid_out_as(found) == laid_out_as(own)
     )
     if not (exact and ctypes.sizeof(found) == ctypes.sizeof(ctype) * n):
         found = own

@@ -26,7 +26,7 @@ from ._typed_bulk import BulkAllocation
 from ._typed_failed import FailedAllocation
 from ._typed_state import _EMPTY_POP, _SLOTS, T
 from ._typed_windows import _MIN_WINDOW, SlotWindows
-from ._unbound import ARRAY_SET, from_buffer
+from ._unbound import ARRAY_LEN, ARRAY_SET, from_buffer
 from ._unbound import OBJECTS as _OBJECTS
 from ._values import convert
 from ._views import Part, has_finalizer
@@ -126,14 +126,14 @@ class TypedArena(SlotWindows[T], BulkAllocation[T], FailedAllocation[T]):
         if self._dropper is not None:
             part.root._linalloc_dropper = self._dropper
         if self._size:
-            n = min(self._capacity, (len(part.root) - self._offset) // self._size)
+            n = min(self._capacity, (ARRAY_LEN(part.root) - self._offset) // self._size)
             # (this module's own type: lengths follow the committed size, and
             # ctypes' cache would keep every one for the life of the process)
             array_type = array_type_of(slot_type(self._ctype), max(n, 0))
             if self._dropper is not None and self._pointers:
                 array_type = carrying_type(array_type)  # (keep-alives for a collection-time drop)
             # (a lazy root over nothing committed yet may end before the offset)
-            start = min(self._offset, len(part.root))
+            start = min(self._offset, ARRAY_LEN(part.root))
             part.arrays[_SLOTS] = from_buffer(array_type, part.root, start)
         else:
             # Zero-size values: every allocation succeeds and none is counted.

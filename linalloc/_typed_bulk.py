@@ -16,9 +16,9 @@ from itertools import chain, islice, repeat
 
 from ._layout import check_count
 from ._slots import NOTHING, Window
-from ._store import exact_array_type
+from ._store import exact_array_type, laid_out_as
 from ._typed_state import _SLOTS, T, TypedState
-from ._unbound import ARRAY_ITEM, ARRAY_SET, from_buffer
+from ._unbound import ARRAY_ITEM, ARRAY_LEN, ARRAY_SET, CLASS_DICT, MRO, from_buffer
 from ._values import convert
 from ._watch import settle, watch
 
@@ -29,6 +29,21 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ._views import Watching
+
+
+def _is_array_of(items: Any, ctype: Any) -> bool:
+    """Whether ``items`` is a ctypes array of ``ctype``, as ctypes laid it out.
+
+    By its real type (a ``__class__`` or a metaclass can lie to ``isinstance``
+    and ``getattr``), and by the buffer ctypes made for that type (``_type_``
+    can be set on a class after ctypes laid it out).
+    """
+    kind = type(items)
+    if not any([klass is ctypes.Array for klass in MRO(kind)]):
+        return False
+    if CLASS_DICT(kind).get("_type_") is not ctype:
+        return False
+    return laid_out_as(kind) == laid_out_as(exact_array_type(ctype, ARRAY_LEN(items)))
 
 
 class BulkAllocation(TypedState[T]):
@@ -176,10 +191,12 @@ class BulkAllocation(TypedState[T]):
         """
         self._enter_mut()
         ctype = self._ctype
-        if isinstance(items, ctypes.Array) and getattr(items, "_type_", None) is ctype:
-            n = len(items)
+        if _is_array_of(items, ctype):
+            n = ARRAY_LEN(items)
             if self._pointers:  # element by element: the keep-alives come along
-                converted: list[Any] = items[0:n]
+                converted: list[Any] = [
+                    convert(ctype, item) for item in ARRAY_ITEM(items, slice(0, n))
+                ]
             else:
                 return self._take_slots(n, False, items)  # type: ignore[no-any-return]
         else:

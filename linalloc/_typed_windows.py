@@ -21,7 +21,7 @@ from itertools import repeat
 from ._arena import _closed_error
 from ._slots import NOTHING, Window
 from ._typed_state import _EMPTY_POP, _SLOTS, T, TypedState
-from ._unbound import ARRAY_ITEM
+from ._unbound import ARRAY_ITEM, ARRAY_LEN
 from ._views import freed_prefix
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
@@ -144,7 +144,7 @@ class SlotWindows(TypedState[T]):
         store = self._store
         if not store.ensure(self._offset + k * self._size):
             return False
-        if store.extent > len(self._part.root):
+        if store.extent > ARRAY_LEN(self._part.root):
             # A part over all committed memory; the older ones stay counted.
             part = self._make_part()
             self._ledger.add_part(part)

@@ -53,7 +53,7 @@ _VALUE: Any = vars(ctypes._SimpleCData)["value"]
 def _converted(ctype: Any, value: Any) -> Any:
     # (by its real type: a metaclass ``__instancecheck__`` or a ``__class__``
     # could pass off a smaller value, which the store would read past)
-    if ctype in _MRO(type(value)):
+    if any([klass is ctype for klass in _MRO(type(value))]):  # (``in`` asks ``__eq__``)
         if issubclass(ctype, ctypes._SimpleCData):
             return _VALUE.__get__(value)
         return value

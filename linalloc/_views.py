@@ -116,11 +116,11 @@ from sys import getrefcount
 from ._address import _CData, address
 from ._layout import _ARRAY_META
 from ._store import root_over
+from ._unbound import ARRAY_LEN, from_buffer
 from ._unbound import B_BASE as _B_BASE
 from ._unbound import CLASS_DICT as _CLASS_DICT
 from ._unbound import MRO as _MRO
 from ._unbound import OBJECTS as _OBJECTS
-from ._unbound import from_buffer
 
 TYPE_CHECKING = False  # typing takes milliseconds to import: for type checkers only
 if TYPE_CHECKING:
@@ -310,7 +310,7 @@ class Ledger:
             return
         ours = _ours(parts)
         lo = min([ctypes.addressof(part.root) for part in parts])
-        hi = max([ctypes.addressof(part.root) + len(part.root) for part in parts])
+        hi = max([ctypes.addressof(part.root) + ARRAY_LEN(part.root) for part in parts])
         scope = _Scope(lo, hi, ours, parts, watching, self.out, _on_held_roots)
         for part in parts:
             scope.prune_part(part)

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from conftest import BUMP_KINDS, TYPED_KINDS, run_python
 
+import linalloc
 from linalloc import Layout, address
 
 ALL_KINDS = BUMP_KINDS + TYPED_KINDS
@@ -375,3 +376,95 @@ def test_grow_of_an_object_posing_as_a_memoryview_does_not_free_a_live_view(
         return
     third = arena.alloc_uninit_slice(Layout(16))
     assert not overlap(address(second), len(second), address(third), len(third))
+
+
+# -- lies told to ``==``, ``len()`` and ``isinstance`` -----------------------------------------
+
+_SMALL_SOURCE = """
+import ctypes, linalloc
+
+class Meta(type(ctypes.Structure)):
+    def __eq__(cls, other):  # (``ctype in mro`` asks this)
+        return other is ctypes.c_char or type.__eq__(cls, other)
+    __hash__ = type.__hash__
+    def __instancecheck__(cls, obj):  # (ctypes' own store asks this)
+        return type(obj) is ctypes.c_char or type.__instancecheck__(cls, obj)
+
+class Big(ctypes.Structure, metaclass=Meta):
+    _fields_ = [("data", ctypes.c_char * 4096), ("p", ctypes.c_void_p)]
+
+lazy = linalloc.BumpArenaLazy(1 << 24)
+pad = lazy.alloc_uninit_slice(linalloc.Layout(lazy.commit_step - 1))
+last = lazy.alloc(ctypes.c_char)  # the last committed byte: the next page is not readable
+class Fake:  # (poses as an array of one Big holding ``last``)
+    __class__ = property(lambda self: Big * 1)
+    _type_ = Big
+    def __len__(self):
+        return 1
+    def __getitem__(self, index):
+        return [last]
+
+typed = linalloc.TypedArena(Big, 2)
+try:
+    typed.alloc_raw(last) if {how!r} == "alloc_raw" else typed.alloc_extend(Fake())
+except TypeError as exc:
+    print("refused")
+else:
+    print("stored")
+"""
+
+
+@pytest.mark.parametrize("how", ["alloc_raw", "alloc_extend"])
+def test_a_smaller_value_passed_off_through_eq_or_a_fake_array_is_not_over_read(
+    how: str,
+) -> None:
+    """A 1-byte ``c_char`` on the last readable byte, passed off as a 4 KiB struct: by a
+    metaclass ``__eq__`` (which ``x in mro`` asks) and ``__instancecheck__``, or inside
+    an object posing as an array of it. It is refused, never read past its end."""
+    assert ran_clean(_SMALL_SOURCE.format(how=how)) in ("refused", "stored")
+
+
+def test_a_len_set_on_the_root_class_does_not_trim_held_memory() -> None:
+    """``__len__`` set on the class of the arena's root (a value reaches it through
+    ``_b_base_`` and ``_objects``): ``trim()`` still keeps the memory held for values a
+    drop callback kept, which read back the same."""
+    kept: list[Any] = []
+    arena: Any = linalloc.TypedArenaLazy(ctypes.c_int64, 1 << 20, drop=kept.append)
+    for _ in range(arena.commit_step // 8):
+        arena.alloc(7)
+    arena.reset()  # the callback keeps every value: their memory is held
+    slots = kept[-1]._b_base_
+    root = next(iter(slots._objects.values())).obj
+    del slots
+    root_class = type(root)
+    del root
+    root_class.__len__ = lambda self: 0
+    try:
+        arena.trim()
+    finally:
+        del root_class.__len__
+    assert arena.committed >= arena.commit_step
+    assert kept[-1].value == 7 and kept[0].value == 7
+    kept.clear()
+    arena.close()
+
+
+def test_cast_of_an_object_posing_as_a_byref_is_refused() -> None:
+    """An object whose ``__class__`` says ``byref()``, pointing into an arena value but
+    naming another object to keep: refused, so no pointer into the arena goes
+    uncounted."""
+    arena = linalloc.TypedArena(ctypes.c_int64, 4)
+    value = arena.alloc(41)
+    carg = type(ctypes.byref(ctypes.c_int()))
+
+    class FakeRef:
+        __class__ = property(lambda self: carg)  # type: ignore[assignment]
+
+        def __init__(self, target: Any) -> None:
+            self._as_parameter_ = ctypes.addressof(target)
+            self._obj = ctypes.c_int64()
+
+    with pytest.raises(TypeError):
+        linalloc.cast(FakeRef(value), ctypes.POINTER(ctypes.c_int64))
+    del value
+    arena.reset()

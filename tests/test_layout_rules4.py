@@ -41,7 +41,11 @@ def test_the_walk_answers_bools_and_a_subclass_inheriting_its_fields_is_not_fina
     assert all(type(answer) is bool for answer in base + open_)
 
 
-def test_a_layout_grown_while_checked_with_the_same_own_fields_is_refused() -> None:
+def test_a_layout_cannot_be_grown_while_checked_through_its_dict() -> None:
+    """A metaclass that would lay the type out again when its ``__dict__`` is read:
+    the check reads the class through ``type``'s own getter and runs no hook; a
+    subclass with no ``_fields_`` of its own is not cached (it can still grow)."""
+
     class Growing(_STRUCT_META):
         armed = grown = False
 
@@ -67,9 +71,7 @@ def test_a_layout_grown_while_checked_with_the_same_own_fields_is_refused() -> N
 
     assert (ctypes.sizeof(Open), ctypes.alignment(Open)) == (1, 1)
     Growing.armed = True
-    with pytest.raises(TypeError, match="^Open: Open changed while it was checked$"):
-        ctype_info(Open)
-    assert Growing.grown
-    assert (ctypes.sizeof(Open), ctypes.alignment(Open)) == (16, 8)
-    assert "_fields_" not in vars(Open)
+    assert ctype_info(Open) == (1, 1, False)
+    assert not Growing.grown
+    assert (ctypes.sizeof(Open), ctypes.alignment(Open)) == (1, 1)
     assert id(Open) not in _layout._infos
