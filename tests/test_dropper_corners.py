@@ -25,7 +25,7 @@ from typing import Any
 from weakref import ref
 
 from test_target_lifetimes import Node, Target, _Owner
-from test_typed_rules import _is_call_from, _profiled
+from test_typed_rules import taking_views_of
 
 
 class Holder(ctypes.Structure):
@@ -151,23 +151,7 @@ def test_a_view_made_in_the_middle_of_a_rewind_with_nothing_to_drop_makes_it_ref
     except ValueError:
         pass
     assert len(arena) == 1  # (the slot was given back: the count is the position)
-    taken: list[Any] = []
-
-    def probe(frame: Any, event: str, arg: object) -> None:
-        if not taken and _is_call_from(frame, event, "_drop_after", "_rewind_to"):
-            taken.extend(
-                obj
-                for obj in gc.get_objects()
-                if isinstance(obj, (ctypes.Array, ctypes.Structure))
-                and ctypes.addressof(obj) == where
-                and ctypes.sizeof(obj) == ctypes.sizeof(Link)
-            )
-
-    refused = None
-    try:
-        _profiled(probe, lambda: arena.rewind(cp))
-    except BufferError as error:
-        refused = str(error)
+    taken, refused = taking_views_of(lambda: arena.rewind(cp), where, ctypes.sizeof(Link))
     assert len(taken) == 1
     assert refused is not None and refused.startswith("cannot rewind to this checkpoint: 1 view")
     taken.clear()

@@ -271,10 +271,13 @@ class _Link(ctypes.Structure):
 _Link._fields_ = [("next", ctypes.POINTER(_Link)), ("v", ctypes.c_int64)]
 
 
-def reset_taking_a_view_of(arena: Any, where: int) -> list[Any]:
-    """``arena.reset()``, refused, while code run in its middle (a profile function, as a
-    signal handler could) takes the objects over ``where`` from the collector's list,
-    as the reset starts its drops; returns what it took."""
+def taking_views_of(
+    call: Callable[[], object], where: int, size: int | None = None
+) -> tuple[list[Any], str | None]:
+    """``call()`` (a reset or rewind) while code run in its middle (a profile function,
+    as a signal handler could) takes the objects over ``where`` (of ``size`` bytes, or
+    any) from the collector's list, as the call starts its drops; returns what it
+    took, and the message of the ``BufferError`` the call raised (None if none)."""
     taken: list[Any] = []
 
     def probe(frame: Any, event: str, arg: object) -> None:
@@ -284,10 +287,21 @@ def reset_taking_a_view_of(arena: Any, where: int) -> list[Any]:
                 for obj in gc.get_objects()
                 if isinstance(obj, (ctypes.Array, ctypes.Structure))
                 and ctypes.addressof(obj) == where
+                and (size is None or ctypes.sizeof(obj) == size)
             )
 
-    with pytest.raises(BufferError, match="^cannot reset: 1 view of this arena still alive"):
-        _profiled(probe, arena.reset)
+    try:
+        _profiled(probe, call)
+    except BufferError as error:
+        return taken, str(error)
+    return taken, None
+
+
+def reset_taking_a_view_of(arena: Any, where: int) -> list[Any]:
+    """``arena.reset()``, refused, while code run in its middle takes the objects over
+    ``where`` (see :func:`taking_views_of`); returns what it took."""
+    taken, refused = taking_views_of(arena.reset, where)
+    assert refused is not None and refused.startswith("cannot reset: 1 view of this arena")
     return taken
 
 
