@@ -116,7 +116,8 @@ class Cursor:
     """Which slots are live, ``[0, count())``, and the window being handed out.
 
     Slots below ``hi`` are usable now (lazy: committed). Slots from ``dirty``
-    on are known to be zero. ``dead``: used slots that were never handed out
+    on are known to be zero. ``dead``: used slots that hold no live value:
+    their values were dropped (the memory is not freed yet), or never handed out
     (a constructor that allocated from its own arena, then raised); they are
     never dropped. With a drop callback the :class:`Dropper` shares this
     object, so then it refers to no slot array and no value.
@@ -141,14 +142,15 @@ def drop_values(
 ) -> BaseException | None:
     """Drop the live values down to slot ``lo``, newest first; return the first error.
 
-    Dead slots (``cursor.dead``: never handed out) are passed over, not dropped.
-    Before each call the count goes down past the value (one store of
-    ``cursor.win``): an exception or a signal landing anywhere leaves every
-    value counted and not dropped, dropped and not counted, or (landing
-    between the two) neither: never dropped twice. Every value is dropped even when a callback
-    raises an ``Exception``; any other ``BaseException`` (KeyboardInterrupt)
-    stops the drops at once. The first error's traceback starts at the
-    callback's frame.
+    Dead slots (``cursor.dead``) are passed over, not dropped. Before each
+    call the value's slot is made dead (one ``set.add``); the count does not
+    change (the caller lowers it once the memory is freed or held): an
+    exception or a signal landing anywhere leaves every value live and not
+    dropped, dropped and dead, or (landing between the two) dead and not
+    dropped: never dropped twice, and no slot in use uncounted. Every value
+    is dropped even when a callback raises an ``Exception``; any other
+    ``BaseException`` (KeyboardInterrupt) stops the drops at once. The first
+    error's traceback starts at the callback's frame.
     """
     first: BaseException | None = None
     value = None
@@ -156,10 +158,9 @@ def drop_values(
     try:
         for k in range(cursor.count() - 1, lo - 1, -1):
             if k in dead:
-                cursor.win = Window(k, NOTHING)
                 continue
             value = ARRAY_ITEM(array, k)
-            cursor.win = Window(k, NOTHING)
+            dead.add(k)
             try:
                 drop(value)
             except Exception as exc:

@@ -20,7 +20,7 @@ from _weakref import ref
 from ._arena import _THREAD, _closed_error, raise_closed
 from ._layout import check_count, check_storable, ctype_info
 from ._lazy import LazyArenaMixin
-from ._slots import NOTHING, Cursor, Dropper, Window, carrying_type, drop_values, slot_type
+from ._slots import Cursor, Dropper, carrying_type, drop_values, slot_type
 from ._store import array_type as array_type_of
 from ._typed_bulk import BulkAllocation
 from ._typed_failed import FailedAllocation
@@ -292,7 +292,22 @@ class TypedArena(SlotWindows[T], BulkAllocation[T], FailedAllocation[T]):
         (4, None)
         """
         self._enter()
-        return self._cursor.count()
+        return self._shown_count()
+
+    def _shown_count(self) -> int:
+        """How many slots ``len``, iteration and ``as_array()`` show.
+
+        All the used ones, but while drop callbacks run: the values dropped
+        keep their slots (dead) until the memory is freed or held, and a
+        callback sees the values not dropped yet.
+        """
+        cursor = self._cursor
+        n = cursor.count()
+        dead = cursor.dead
+        if dead and self._busy is not None and self._busy_kind() == "drop":
+            while n - 1 in dead:
+                n -= 1
+        return n
 
     def is_empty(self) -> bool:
         """True when no value is live.
@@ -347,43 +362,46 @@ class TypedArena(SlotWindows[T], BulkAllocation[T], FailedAllocation[T]):
     # -- dropping ----------------------------------------------------------
 
     def _drops_after(self, position: int) -> bool:
-        return self._drop is not None and self._cursor.count() > position
+        """Whether a live value (one not dropped yet: not dead) lies from ``position`` on."""
+        if self._drop is None:
+            return False
+        cursor = self._cursor
+        n = cursor.count()
+        dead = cursor.dead
+        if not dead:
+            return n > position
+        return sum([1 for k in dead if position <= k < n]) < n - position
 
     def _drop_after(self, position: int) -> BaseException | None:
         """Drop the values from slot ``position`` on, newest first; the first error.
 
-        A ``KeyboardInterrupt`` in a callback stops the drops: the others stay
-        live, and the values dropped so far keep their slots, used, never
-        handed out and never dropped again (dead), until a reset, rewind or
-        close past them (which a callback that kept one refuses while it
-        lives): the caller frees nothing.
+        Each value's slot is made dead as it is dropped; the count stays: the
+        caller lowers it (``_set_position``) once the memory is freed or held,
+        so an interrupt landing anywhere leaves no slot in use uncounted. A
+        ``KeyboardInterrupt`` in a callback stops the drops: the others stay
+        live, and the values dropped so far keep their slots, never handed
+        out and never dropped again, until a reset, rewind or close past them
+        (which a callback that kept one refuses while it lives): the caller
+        frees nothing.
         """
         drop = self._drop
         cursor = self._cursor
         n = cursor.count()
         if drop is None or n <= position:
             return None
+        self._restart(n)  # (the slots handed out are dirty from here on)
+        previous = self._busy
+        token = self._begin("drop", nested=True)
+        arr: Any = None
         try:
-            self._restart(n)  # (the slots handed out are dirty from here on)
-            previous = self._busy
-            token = self._begin("drop", nested=True)
-            arr: Any = None
-            try:
-                self._busy = ref(token)
-                self._take = _EMPTY_POP  # (the slow path refuses while drop callbacks run)
-                arr = self._drop_array(position)
-                return drop_values(drop, arr, cursor, position)  # (dead slots passed over)
-            finally:
-                del arr
-                self._busy = previous
-                del token
-        except BaseException:
-            # Stopped: the count back first (an interrupt landing before the next
-            # line leaves those values to be dropped again, never handed out).
-            stopped = cursor.count()
-            cursor.win = Window(n, NOTHING)
-            cursor.dead = cursor.dead | set(range(stopped, n))
-            raise
+            self._busy = ref(token)
+            self._take = _EMPTY_POP  # (the slow path refuses while drop callbacks run)
+            arr = self._drop_array(position)
+            return drop_values(drop, arr, cursor, position)  # (dead slots passed over)
+        finally:
+            del arr
+            self._busy = previous
+            del token
 
     def _drop_array(self, position: int) -> Any:
         """The slot array the values from slot ``position`` on are dropped from.

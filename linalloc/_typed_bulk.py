@@ -220,7 +220,7 @@ class BulkAllocation(TypedState[T]):
         [7, 8, 9]
         """
         self._enter_view()
-        n = self._cursor.count()
+        n = self._shown_count()
         regions = self._ledger.regions
         if not self._size:
             return map(ARRAY_ITEM, repeat(self._part.root), range(0))
@@ -253,7 +253,7 @@ class BulkAllocation(TypedState[T]):
         [3, 1, 2]
         """
         self._enter_view()
-        n = self._cursor.count()
+        n = self._shown_count()
         if not self._size:
             return from_buffer(exact_array_type(self._ctype, n), self._part.root, self._offset)
         array = from_buffer(exact_array_type(self._ctype, n), self._slots_at(n - 1))
