@@ -111,14 +111,26 @@ _FROM_ADDRESS: Any = type(ctypes.Array).__dict__["from_address"]
 _NOWHERE = ctypes.addressof(ctypes.c_char())  # (a value over it is made, never read)
 
 
+# id(array type) -> (the type, what laid_out_as() found); bounded. (What ctypes laid
+# out for a type never changes.)
+_layouts: dict[int, tuple[Any, tuple[str, tuple[int, ...] | None, int]]] = {}
+
+
 def laid_out_as(array_type: Any) -> tuple[str, tuple[int, ...] | None, int]:
     """(format, shape, itemsize) of an array type as ctypes laid it out.
 
     ``_type_`` and ``_length_`` can be set on a class after ctypes made it;
     the buffer a value exports is what ctypes reads and writes.
     """
+    found = _layouts.get(id(array_type))
+    if found is not None and found[0] is array_type:
+        return found[1]
     view = memoryview(_FROM_ADDRESS(array_type, _NOWHERE))
-    return view.format, view.shape, view.itemsize
+    layout = (view.format, view.shape, view.itemsize)
+    if len(_layouts) >= 1024:
+        _layouts.clear()
+    _layouts[id(array_type)] = (array_type, layout)
+    return layout
 
 
 def exact_array_type(ctype: Any, n: int) -> Any:

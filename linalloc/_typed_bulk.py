@@ -31,19 +31,33 @@ if TYPE_CHECKING:
     from ._views import Watching
 
 
+# (id(type of items), id(ctype)) -> (those two, the answer); bounded. By identity.
+_arrays_of: dict[tuple[int, int], tuple[Any, Any, bool]] = {}
+
+
 def _is_array_of(items: Any, ctype: Any) -> bool:
     """Whether ``items`` is a ctypes array of ``ctype``, as ctypes laid it out.
 
     By its real type (a ``__class__`` or a metaclass can lie to ``isinstance``
     and ``getattr``), and by the buffer ctypes made for that type (``_type_``
-    can be set on a class after ctypes laid it out).
+    can be set on a class after ctypes laid it out). The answer is kept per
+    type: what ctypes laid out for a type never changes, and a label set
+    later changes nothing the copy reads (same layout, same bytes).
     """
     kind = type(items)
-    if not any([klass is ctypes.Array for klass in MRO(kind)]):
-        return False
-    if CLASS_DICT(kind).get("_type_") is not ctype:
-        return False
-    return laid_out_as(kind) == laid_out_as(exact_array_type(ctype, ARRAY_LEN(items)))
+    key = (id(kind), id(ctype))
+    found = _arrays_of.get(key)
+    if found is not None and found[0] is kind and found[1] is ctype:
+        return found[2]
+    answer = (
+        any([klass is ctypes.Array for klass in MRO(kind)])
+        and CLASS_DICT(kind).get("_type_") is ctype
+        and laid_out_as(kind) == laid_out_as(exact_array_type(ctype, ARRAY_LEN(items)))
+    )
+    if len(_arrays_of) >= 1024:
+        _arrays_of.clear()
+    _arrays_of[key] = (kind, ctype, answer)
+    return answer
 
 
 class BulkAllocation(TypedState[T]):
