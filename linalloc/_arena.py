@@ -258,6 +258,9 @@ class ArenaBase:
     def _drop_after(self, position: int) -> BaseException | None:
         return None
 
+    def _clear_freed(self, position: int) -> None:
+        """Clear what the memory from ``position`` on, about to be freed, must not keep."""
+
     def _drops_after(self, position: int) -> bool:
         """Whether ``_drop_after(position)`` will run drop callbacks."""
         return False
@@ -531,6 +534,7 @@ class ArenaBase:
                 part = self._part
                 if not reusable(part):
                     part = self._fresh_part()
+                self._clear_freed(position)  # (no view of that memory is alive)
                 ledger.free_after(region, part, serial)
             self._set_position(position)
         finally:

@@ -137,6 +137,18 @@ class Cursor:
         return win.end - length_hint(win.source)
 
 
+def forget_dead_from(cursor: Cursor, k: int) -> None:
+    """Forget dead slots from ``k`` on, before slots from ``k`` are handed out.
+
+    The count goes down before the dead slots above it are forgotten: an
+    interrupt landing in between leaves entries there, which must not make
+    the values handed out next be passed over by the drops.
+    """
+    dead = cursor.dead
+    if dead and max(dead) >= k:
+        cursor.dead = {slot for slot in dead if slot < k}
+
+
 def drop_values(
     drop: Callable[[Any], object], array: Any, cursor: Cursor, lo: int
 ) -> BaseException | None:

@@ -15,7 +15,7 @@ from _weakref import ref
 from itertools import chain, islice, repeat
 
 from ._layout import check_count
-from ._slots import NOTHING, Window
+from ._slots import NOTHING, Window, forget_dead_from
 from ._store import exact_array_type, laid_out_as
 from ._typed_state import _SLOTS, T, TypedState
 from ._unbound import ARRAY_ITEM, ARRAY_LEN, ARRAY_SET, CLASS_DICT, MRO, from_buffer
@@ -138,6 +138,7 @@ class BulkAllocation(TypedState[T]):
             self._busy = ref(token)
             self._halt()
             first = cursor.count()  # (read now: nothing can take a slot until the end)
+            forget_dead_from(cursor, first)
             if n > self._capacity - first:
                 self._busy = None
                 return None

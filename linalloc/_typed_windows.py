@@ -19,7 +19,7 @@ from _weakref import ref
 from itertools import repeat
 
 from ._arena import _closed_error
-from ._slots import NOTHING, Window
+from ._slots import NOTHING, Window, forget_dead_from
 from ._typed_state import _EMPTY_POP, _SLOTS, T, TypedState
 from ._unbound import ARRAY_ITEM, ARRAY_LEN
 from ._views import freed_prefix
@@ -129,6 +129,7 @@ class SlotWindows(TypedState[T]):
         if k < cursor.dirty:
             size = self._size
             ctypes.memset(self._root_address() + k * size, 0, (min(end, cursor.dirty) - k) * size)
+        forget_dead_from(cursor, k)
         self._set_window(k, end)
         return True
 
@@ -169,6 +170,19 @@ class SlotWindows(TypedState[T]):
 
     def _address_of(self, position: int) -> int:
         return self._root_address() + position * self._size
+
+    def _clear_freed(self, position: int) -> None:
+        """Zero the slots from ``position`` to the count, about to be freed, if pointers.
+
+        The count goes down after the memory is freed: an interrupt landing in
+        between leaves those slots counted, and iterating the arena must not
+        find the addresses of targets freed with the memory.
+        """
+        if self._pointers and self._size:
+            n = self._cursor.count()
+            if n > position:
+                size = self._size
+                ctypes.memset(self._root_address() + position * size, 0, (n - position) * size)
 
     def _set_position(self, position: int) -> None:
         self._restart(position)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import inspect
 import sys
 from typing import Any
 from weakref import ref
@@ -354,3 +355,80 @@ def test_an_interrupt_after_the_drops_before_the_hold_hands_out_no_kept_value(
         return  # (held: refused while the kept values live)
     kept_at = {ctypes.addressof(value) for value in kept}
     assert not kept_at & {ctypes.addressof(value) for value in new}
+
+
+def _interrupt_at(function: str, text: str) -> Any:
+    """A trace function raising ``KeyboardInterrupt`` once, at the line of ``function``
+    in the library that holds ``text`` (as a signal handler could)."""
+    fired: list[bool] = []
+
+    def local(frame: Any, event: str, arg: object) -> Any:
+        if event == "line" and not fired:
+            line = inspect.getsourcelines(frame.f_code)[0]
+            first = frame.f_code.co_firstlineno
+            if text in line[frame.f_lineno - first]:
+                fired.append(True)
+                raise KeyboardInterrupt
+        return local
+
+    def tracer(frame: Any, event: str, arg: object) -> Any:
+        return local if frame.f_code.co_name == function and not fired else None
+
+    return tracer
+
+
+def _traced_stop(tracer: Any, call: Any) -> None:
+    sys.settrace(tracer)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            call()
+    finally:
+        sys.settrace(None)
+
+
+@pytest.mark.parametrize("how", ["reset", "rewind"])
+def test_values_allocated_after_an_interrupt_as_the_count_goes_down_are_dropped(
+    typed_cls: type, how: str
+) -> None:
+    """An interrupt landing once the count went down, before the dead slots above it
+    are forgotten: the values allocated there next are dropped all the same.
+
+    (The slots stayed dead: the drops passed over the values made there.)
+    """
+    dropped: list[int] = []
+    arena = typed_cls(Node, 8, drop=lambda value: dropped.append(value.n))
+    start = arena.checkpoint()
+    for n in range(3):
+        arena.alloc(n)
+    _traced_stop(
+        _interrupt_at("_set_position", "if cursor.dead"),
+        arena.reset if how == "reset" else lambda: arena.rewind(start),
+    )
+    assert dropped == [2, 1, 0] and len(arena) == 0
+    for n in (10, 11, 12):
+        arena.alloc(n)
+    arena.close()
+    assert dropped == [2, 1, 0, 12, 11, 10]
+
+
+@pytest.mark.parametrize("drop", [False, True], ids=["no drop", "drop"])
+def test_an_interrupt_after_the_memory_is_freed_shows_no_freed_target(
+    typed_cls: type, drop: bool
+) -> None:
+    """An interrupt landing once the memory is freed, before the count goes down: the
+    slots still counted hold no address of a target freed with the memory.
+
+    (They held the old values' pointers: reading through one read freed memory.)
+    """
+    watch: dict[int, Any] = {}
+    arena = typed_cls(Node, 8, drop=(lambda value: None) if drop else None)
+    for n in range(3):
+        _point(arena.alloc(n), n, watch)
+    _traced_stop(_interrupt_at("_rewind_to", "self._set_position(position)"), arena.reset)
+    gc.collect()
+    values = list(arena)
+    assert len(values) == 3
+    assert not [value.n for value in values if value.p], "a counted slot points at a freed target"
+    del values
+    arena.reset()
+    assert len(arena) == 0
