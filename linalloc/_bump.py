@@ -111,7 +111,7 @@ def _string_dict(ctype: Any) -> Any:
 def _can_window(ctype: Any) -> bool:
     found = _windowed.get(id(ctype))
     if found is None or found[0] is not ctype:
-        items: Any = array_type_of(ctype, 1)()[0:1]
+        items: Any = ARRAY_ITEM(array_type_of(ctype, 1)(), slice(0, 1))
         # (not for a type with a finalizer: it would keep a value made ahead
         # for a window and never handed out, see _halt)
         found = (

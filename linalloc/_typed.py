@@ -26,7 +26,7 @@ from ._typed_bulk import BulkAllocation
 from ._typed_failed import FailedAllocation
 from ._typed_state import _EMPTY_POP, _SLOTS, T
 from ._typed_windows import _MIN_WINDOW, SlotWindows
-from ._unbound import ARRAY_LEN, ARRAY_SET, from_buffer
+from ._unbound import ARRAY_ITEM, ARRAY_LEN, ARRAY_SET, from_buffer
 from ._unbound import OBJECTS as _OBJECTS
 from ._values import convert
 from ._views import Part, has_finalizer
@@ -107,7 +107,8 @@ class TypedArena(SlotWindows[T], BulkAllocation[T], FailedAllocation[T]):
         # ``_restart``).
         self._batched = drop is None and not has_finalizer(ctype)
         # Slicing a c_char/c_wchar array gives bytes/str, not values.
-        self._slices = isinstance((slot_type(ctype) * 0)()[0:0], list)
+        empty = array_type_of(slot_type(ctype), 0)()  # (this module's type: no __mul__ of ctype's)
+        self._slices = isinstance(ARRAY_ITEM(empty, slice(0, 0)), list)
         self._cursor = Cursor(self._usable_slots() if size else 0)
         self._take: Callable[[], Any] = _EMPTY_POP
         self._wn = _MIN_WINDOW  # the next window's size
