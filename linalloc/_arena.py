@@ -380,11 +380,17 @@ class ArenaBase:
             self._halt()
             position = self._position()
             ledger = self._ledger
-            if ledger.regions[-1].start != position:
+            last = ledger.regions[-1]
+            if last.start != position:
                 part = self._make_part()
                 ledger.open_region(position, part)  # registered before anything comes from it
                 self._switch_part(part)
                 del part
+            elif self._part is not last.parts[-1]:
+                # (an interrupt landed between the two lines above in an earlier
+                # call: values must come from the region's own part)
+                self._switch_part(last.parts[-1])
+            del last
             self._serial += 1
             region = ledger.regions[-1]
             cp = Checkpoint(self._token, self._serial, position, region)
@@ -530,13 +536,16 @@ class ArenaBase:
                 if kept and not self._drops_after(position):
                     fresh = self._fresh_part()
                     ledger.hold_after(region, fresh, serial)
+                    # Held: the count goes down, also when an interrupt (from the
+                    # last callback, say) is on its way.
+                    self._set_position(position)
             if not kept:
                 part = self._part
                 if not reusable(part):
                     part = self._fresh_part()
                 self._clear_freed(position)  # (no view of that memory is alive)
                 ledger.free_after(region, part, serial)
-            self._set_position(position)
+                self._set_position(position)
         finally:
             if collecting:
                 gc.enable()
