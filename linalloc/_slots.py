@@ -119,11 +119,13 @@ class Cursor:
     on are known to be zero. ``dead``: used slots that hold no live value:
     their values were dropped (the memory is not freed yet), or never handed out
     (a constructor that allocated from its own arena, then raised); they are
-    never dropped. With a drop callback the :class:`Dropper` shares this
+    never dropped. ``floor``: the slots from it up to the count are dead too
+    (the values a drop has dropped so far, newest first: one store each, no
+    set of them). With a drop callback the :class:`Dropper` shares this
     object, so then it refers to no slot array and no value.
     """
 
-    __slots__ = ("hi", "dirty", "win", "dead")
+    __slots__ = ("hi", "dirty", "win", "dead", "floor")
 
     def __init__(self, hi: int) -> None:
         self.hi = hi
@@ -131,10 +133,29 @@ class Cursor:
         self.win = Window(0, NOTHING)
         #: replaced as a whole or added to (one operation each)
         self.dead: set[int] = set()
+        self.floor = NO_FLOOR
 
     def count(self) -> int:
         win = self.win
         return win.end - length_hint(win.source)
+
+    def is_dead(self, k: int) -> bool:
+        return k >= self.floor or k in self.dead
+
+    def fold_floor(self, below: int) -> None:
+        """Move the dead slots ``[floor, below)`` into ``dead``; no floor afterwards.
+
+        (Rare: after a drop a ``KeyboardInterrupt`` stopped. The set is stored
+        first: an interrupt in between leaves the slots marked twice.)
+        """
+        floor = self.floor
+        if floor < below:
+            self.dead = self.dead | set(range(floor, below))
+        self.floor = NO_FLOOR
+
+
+#: ``Cursor.floor`` when no drop has left dead slots above it.
+NO_FLOOR = sys.maxsize
 
 
 def forget_dead_from(cursor: Cursor, k: int) -> None:
@@ -144,6 +165,8 @@ def forget_dead_from(cursor: Cursor, k: int) -> None:
     interrupt landing in between leaves entries there, which must not make
     the values handed out next be passed over by the drops.
     """
+    if cursor.floor != NO_FLOOR:
+        cursor.fold_floor(k)
     dead = cursor.dead
     if dead and max(dead) >= k:
         cursor.dead = {slot for slot in dead if slot < k}
@@ -154,8 +177,9 @@ def drop_values(
 ) -> BaseException | None:
     """Drop the live values down to slot ``lo``, newest first; return the first error.
 
-    Dead slots (``cursor.dead``) are passed over, not dropped. Before each
-    call the value's slot is made dead (one ``set.add``); the count does not
+    Dead slots (``cursor.dead``, and from ``cursor.floor`` up) are passed over,
+    not dropped. Before each call the value's slot is made dead (one store of
+    ``cursor.floor``: the slots above it are dead already); the count does not
     change (the caller lowers it once the memory is freed or held): an
     exception or a signal landing anywhere leaves every value live and not
     dropped, dropped and dead, or (landing between the two) dead and not
@@ -166,13 +190,17 @@ def drop_values(
     """
     first: BaseException | None = None
     value = None
+    n = cursor.count()
+    if cursor.floor < n:  # (dead slots an earlier, stopped drop left)
+        cursor.fold_floor(n)
     dead = cursor.dead
     try:
-        for k in range(cursor.count() - 1, lo - 1, -1):
+        for k in range(n - 1, lo - 1, -1):
             if k in dead:
+                cursor.floor = k  # (keeps ``[k, n)`` one run)
                 continue
             value = ARRAY_ITEM(array, k)
-            dead.add(k)
+            cursor.floor = k
             try:
                 drop(value)
             except Exception as exc:
@@ -323,9 +351,11 @@ class Dropper:
             if n:
                 mine = Cursor(0)
                 mine.dead = cursor.dead
+                mine.floor = cursor.floor
                 mine.win = Window(n, NOTHING)  # (first: an interrupt then drops none)
                 cursor.win = Window(0, NOTHING)
                 cursor.dead = set()
+                cursor.floor = NO_FLOOR
                 # A root made here does not refer to this object: a value the
                 # callback keeps keeps the memory (the root holds the store,
                 # and a lazy store its reservation), not a second drop.

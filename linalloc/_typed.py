@@ -304,8 +304,9 @@ class TypedArena(SlotWindows[T], BulkAllocation[T], FailedAllocation[T]):
         """
         cursor = self._cursor
         n = cursor.count()
-        dead = cursor.dead
-        if dead and self._busy is not None and self._busy_kind() == "drop":
+        if self._busy is not None and self._busy_kind() == "drop":
+            n = min(n, cursor.floor)
+            dead = cursor.dead
             while n - 1 in dead:
                 n -= 1
         return n
@@ -367,11 +368,11 @@ class TypedArena(SlotWindows[T], BulkAllocation[T], FailedAllocation[T]):
         if self._drop is None:
             return False
         cursor = self._cursor
-        n = cursor.count()
+        top = min(cursor.count(), cursor.floor)  # (from the floor up: dead)
         dead = cursor.dead
         if not dead:
-            return n > position
-        return sum([1 for k in dead if position <= k < n]) < n - position
+            return top > position
+        return sum([1 for k in dead if position <= k < top]) < top - position
 
     def _drop_after(self, position: int) -> BaseException | None:
         """Drop the values from slot ``position`` on, newest first; the first error.

@@ -19,7 +19,7 @@ from _weakref import ref
 from itertools import repeat
 
 from ._arena import _closed_error
-from ._slots import NOTHING, Window, forget_dead_from
+from ._slots import NO_FLOOR, NOTHING, Window, forget_dead_from
 from ._typed_state import _EMPTY_POP, _SLOTS, T, TypedState
 from ._unbound import ARRAY_ITEM, ARRAY_LEN
 from ._views import freed_prefix
@@ -187,7 +187,8 @@ class SlotWindows(TypedState[T]):
     def _set_position(self, position: int) -> None:
         self._restart(position)
         cursor = self._cursor
-        if cursor.dead:  # (slots a failed constructor could not give back)
+        cursor.floor = NO_FLOOR  # (the values a drop left dead lie above the count now)
+        if cursor.dead:  # (slots a failed constructor could not give back, or a drop)
             cursor.dead = {k for k in cursor.dead if k < position}
 
     def _slots_at(self, k: int) -> Any:

@@ -386,9 +386,10 @@ def _traced_stop(tracer: Any, call: Any) -> None:
         sys.settrace(None)
 
 
+@pytest.mark.parametrize("line", ["cursor.floor = NO_FLOOR", "if cursor.dead"])
 @pytest.mark.parametrize("how", ["reset", "rewind"])
 def test_values_allocated_after_an_interrupt_as_the_count_goes_down_are_dropped(
-    typed_cls: type, how: str
+    typed_cls: type, how: str, line: str
 ) -> None:
     """An interrupt landing once the count went down, before the dead slots above it
     are forgotten: the values allocated there next are dropped all the same.
@@ -401,7 +402,7 @@ def test_values_allocated_after_an_interrupt_as_the_count_goes_down_are_dropped(
     for n in range(3):
         arena.alloc(n)
     _traced_stop(
-        _interrupt_at("_set_position", "if cursor.dead"),
+        _interrupt_at("_set_position", line),
         arena.reset if how == "reset" else lambda: arena.rewind(start),
     )
     assert dropped == [2, 1, 0] and len(arena) == 0
