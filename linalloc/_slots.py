@@ -139,9 +139,6 @@ class Cursor:
         win = self.win
         return win.end - length_hint(win.source)
 
-    def is_dead(self, k: int) -> bool:
-        return k >= self.floor or k in self.dead
-
     def fold_floor(self, below: int) -> None:
         """Move the dead slots ``[floor, below)`` into ``dead``; no floor afterwards.
 
