@@ -300,7 +300,9 @@ class TypedArena(SlotWindows[T], BulkAllocation[T], FailedAllocation[T]):
 
         All the used ones, but while drop callbacks run: the values dropped
         keep their slots (dead) until the memory is freed or held, and a
-        callback sees the values not dropped yet.
+        callback sees none of those its call has dropped (the dead slots from
+        the top down; those an earlier, stopped call left below values
+        allocated since are shown, as they are outside callbacks).
         """
         cursor = self._cursor
         n = cursor.count()

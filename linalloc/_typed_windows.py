@@ -187,7 +187,11 @@ class SlotWindows(TypedState[T]):
     def _set_position(self, position: int) -> None:
         self._restart(position)
         cursor = self._cursor
-        cursor.floor = NO_FLOOR  # (the values a drop left dead lie above the count now)
+        if cursor.floor != NO_FLOOR:
+            # The values a drop left dead above the count are gone with their memory;
+            # those below it (a rewind to where a stopped drop left the count, which
+            # dropped nothing more) stay dead: never dropped again.
+            cursor.fold_floor(position)
         if cursor.dead:  # (slots a failed constructor could not give back, or a drop)
             cursor.dead = {k for k in cursor.dead if k < position}
 

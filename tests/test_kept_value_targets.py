@@ -386,7 +386,9 @@ def _traced_stop(tracer: Any, call: Any) -> None:
         sys.settrace(None)
 
 
-@pytest.mark.parametrize("line", ["cursor.floor = NO_FLOOR", "if cursor.dead"])
+@pytest.mark.parametrize(
+    "line", ["if cursor.floor != NO_FLOOR", "cursor.fold_floor(position)", "if cursor.dead"]
+)
 @pytest.mark.parametrize("how", ["reset", "rewind"])
 def test_values_allocated_after_an_interrupt_as_the_count_goes_down_are_dropped(
     typed_cls: type, how: str, line: str
@@ -497,6 +499,43 @@ def test_an_interrupt_between_the_hold_and_the_count_leaves_no_freed_target_show
     assert _dead_pointers(arena, watch) == []
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug (README): an interrupt landing between the free of dropped values' "
+    "memory and the count going down leaves them counted and shown",
+)
+def test_an_interrupt_between_the_free_and_the_count_shows_no_dropped_value(
+    typed_cls: type,
+) -> None:
+    """The free path's twin of the above: no value kept, the memory freed, then an
+    interrupt before the count goes down. (Nothing dangles: pointer slots are zeroed
+    first, and the slots are not handed out again while counted.)"""
+    dropped: list[int] = []
+    arena = typed_cls(ctypes.c_int64, 8, drop=lambda value: dropped.append(value.value))
+    arena.alloc(1)
+    start = arena.checkpoint()
+    for n in (2, 3, 4):
+        arena.alloc(n)
+    lines, first = inspect.getsourcelines(type(arena)._rewind_to)
+    at = next(
+        first + k + 1
+        for k, line in enumerate(lines)
+        if "ledger.free_after(" in line and "self._set_position(position)" in lines[k + 1]
+    )
+
+    def local(frame: Any, event: str, arg: object) -> Any:
+        if event == "line" and frame.f_lineno == at:
+            raise KeyboardInterrupt
+        return local
+
+    _traced_stop(
+        lambda frame, event, arg: local if frame.f_code.co_name == "_rewind_to" else None,
+        lambda: arena.rewind(start),
+    )
+    assert dropped == [4, 3, 2]
+    assert [value.value for value in arena] == [1]
+
+
 def test_a_value_after_an_interrupted_checkpoint_stops_a_rewind_to_the_next(
     typed_cls: type,
 ) -> None:
@@ -521,3 +560,41 @@ def test_a_value_after_an_interrupted_checkpoint_stops_a_rewind_to_the_next(
     del held, other
     arena.rewind(cp)
     assert dropped == [3, 2]
+
+
+@pytest.mark.parametrize("then", ["empty scope", "rewind to where it stopped"])
+@pytest.mark.parametrize("last", ["reset", "collection"])
+@pytest.mark.parametrize("stopped", ["reset", "rewind"])
+def test_a_rewind_to_where_a_stopped_drop_left_the_count_drops_nothing_again(
+    typed_cls: type, stopped: str, then: str, last: str
+) -> None:
+    """After a drop stopped by an interrupt, a rewind that drops nothing (to a
+    checkpoint at the count) keeps the dropped values dead: the next drop, or the
+    collector's, passes over them."""
+    dropped: list[int] = []
+
+    def drop(value: Any) -> None:
+        dropped.append(value.value)
+        if value.value == 3 and dropped.count(3) == 1:
+            raise KeyboardInterrupt
+
+    arena = typed_cls(ctypes.c_int64, 8, drop=drop)
+    start = arena.checkpoint()
+    for k in (1, 2, 3, 4):
+        arena.alloc(k)
+    at_count = arena.checkpoint()
+    with pytest.raises(KeyboardInterrupt):
+        arena.reset() if stopped == "reset" else arena.rewind(start)
+    assert dropped == [4, 3]
+    if then == "empty scope":
+        with arena.scope():
+            pass
+    else:
+        arena.rewind(at_count)
+    assert dropped == [4, 3] and len(arena) == 4
+    if last == "reset":
+        arena.reset()
+    else:
+        del arena, start, at_count
+        gc.collect()
+    assert sorted(dropped) == [1, 2, 3, 4], dropped
