@@ -59,6 +59,39 @@ if UNDER_MUTATION:
                 gc.enable()
 
 
+#: The test files that take longest, longest first (seconds on CI's 2 cores, most of
+#: it in child interpreters: valgrind, hypothesis machines, interrupt sweeps). Each
+#: worker takes one file at a time (``--dist=loadfile``): these go first, then the
+#: others, most tests first, so that no long file starts last while the other
+#: worker has nothing left to do (the valgrind runs alone take 100 s).
+LONGEST_FIRST = (
+    "test_memcheck.py",
+    "test_lazy_reach.py",
+    "test_count_side_effects.py",
+    "test_safety.py",
+    "test_stateful.py",
+    "test_stateful_regions.py",
+    "test_leaks.py",
+    "test_examples.py",
+    "test_misuse.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files in the order of :data:`LONGEST_FIRST`, then by number of tests (stable)."""
+    per_file: dict[str, int] = {}
+    for item in items:
+        per_file[item.path.name] = per_file.get(item.path.name, 0) + 1
+
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        name = item.path.name
+        if name in LONGEST_FIRST:
+            return (LONGEST_FIRST.index(name), 0)
+        return (len(LONGEST_FIRST), -per_file[name])
+
+    items.sort(key=rank)
+
+
 BUMP_KINDS = [linalloc.BumpArena, linalloc.BumpArenaLazy]
 TYPED_KINDS = [linalloc.TypedArena, linalloc.TypedArenaLazy]
 
