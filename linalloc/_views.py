@@ -702,7 +702,7 @@ def _containers_in(container: Any, ours: dict[int, tuple[Part, Any]]) -> list[An
     return [
         item
         for item in items
-        if type(item) is dict or type(item) is tuple or isinstance(item, _CData)
+        if type(item) is dict or type(item) is tuple or issubclass(type(item), _CData)
     ]
 
 
@@ -739,7 +739,7 @@ def _shared_dicts(ours: dict[int, tuple[Part, Any]], watched: list[Any]) -> set[
         if key is not None:
             array = part.arrays[key]
             objects = _OBJECTS(array)
-            if isinstance(objects, dict) and id(objects) not in index:
+            if type(objects) is dict and id(objects) not in index:
                 index[id(objects)] = len(objs)
                 objs.append(objects)
                 owners.append(id(array))
@@ -1035,7 +1035,7 @@ def _arena_only(
                 if owner is store:
                     return False
                 reached.append((None, item, 0, None))
-            elif isinstance(whole, _CData):  # (a value of the arena, or one made over it)
+            elif issubclass(type(whole), _CData):  # (a value of the arena, or one over it)
                 value: Any = whole
                 start = ctypes.addressof(value)
                 size = ctypes.sizeof(value)
@@ -1046,7 +1046,7 @@ def _arena_only(
                 reached.append((*where, start, size))
             else:
                 return False
-        elif isinstance(item, _CData):
+        elif issubclass(type(item), _CData):
             cdata: Any = item
             if _may_run_code(cdata):
                 return False  # (taken out, it could die and run code in the middle of a count)
@@ -1109,7 +1109,7 @@ def _based_on(cdata: Any, ours: dict[int, tuple[Part, Any]], kept: list[Any]) ->
         if top is not first:
             kept.append(_OBJECTS(top))  # (its source in there is judged again: harmless)
         source = _source_of(top)
-        if source is None or _may_run_code(source) or not isinstance(source.obj, _CData):
+        if source is None or _may_run_code(source) or not issubclass(type(source.obj), _CData):
             return None
         if id(source.obj) in met:
             return None  # (a loop of sources: not the arena's)

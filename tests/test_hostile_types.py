@@ -468,3 +468,47 @@ def test_cast_of_an_object_posing_as_a_byref_is_refused() -> None:
         linalloc.cast(FakeRef(value), ctypes.POINTER(ctypes.c_int64))
     del value
     arena.reset()
+
+
+class _LinkedWithObject(ctypes.Structure):
+    pass
+
+
+_LinkedWithObject._fields_ = [
+    ("value", ctypes.c_int64),
+    ("next", ctypes.POINTER(_LinkedWithObject)),
+    ("obj", ctypes.POINTER(ctypes.py_object)),
+]
+
+
+@pytest.mark.parametrize("call", ["reset", "rewind", "close", "live_views"])
+@pytest.mark.parametrize("kind", [*TYPED_KINDS, *BUMP_KINDS], ids=lambda cls: cls.__name__)
+def test_an_object_a_value_keeps_runs_no_code_while_the_arena_counts(
+    kind: type, call: str
+) -> None:
+    """A value's keep-alives can hold any object (a ``POINTER(py_object)`` field
+    holds the object itself); asking whether it is a ctypes object must not read
+    its ``__class__``, a property that could make a view in the middle of a count."""
+    reads: list[str] = []
+
+    class Spy:
+        @property  # type: ignore[misc]
+        def __class__(self) -> type:
+            reads.append("__class__")
+            return Spy
+
+    typed = kind in TYPED_KINDS
+    arena = kind(_LinkedWithObject, 8) if typed else kind(4096)
+    start = arena.checkpoint()
+    a, b, c = (arena.alloc(n) if typed else arena.alloc(_LinkedWithObject) for n in (1, 2, 3))
+    a.obj = ctypes.pointer(ctypes.py_object(Spy()))
+    b.next = ctypes.pointer(c)  # (a link inside the arena: walked by the count)
+    del a, b, c
+    reads.clear()
+    if call == "live_views":
+        assert arena.live_views() == 0
+    elif call == "rewind":
+        arena.rewind(start)
+    else:
+        getattr(arena, call)()
+    assert reads == []
