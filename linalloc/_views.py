@@ -131,8 +131,8 @@ if TYPE_CHECKING:
     #: pieces of the arena's memory the entry held, as (part, key, address, size)).
     Undo = list[tuple[Any, Any, list["Piece"]]]
     #: A piece of the arena's memory an entry held: (part, key of its object, None
-    #: for the root; address, size; a size of None: a memoryview of the object).
-    #: Or something else the entry held, kept as it is for the count: (None, it, 0, None).
+    #: for the root; address, size). Or something else the entry held, kept as it
+    #: is for the count: (None, it, 0, None).
     Piece = tuple["Part | None", Any, int, "int | None"]
     #: The live watched arrays (``_watch``) over each part, by ``id`` of part:
     #: weak references.
@@ -585,26 +585,21 @@ def _in_regions(
     in, not on the object it was found through: that may be of a region
     about to be freed (a value of memory before a checkpoint, got through an
     array made after it). The region of its last byte: a piece that spans
-    two regions counts on the later one, which is freed first. A memoryview
-    of a whole object (a size of None) keeps the memory in being, which any
-    root does, not what lies in it: the first region's; and none is needed
-    beside a sized piece (put back over region 0, it would hold that region's
-    root from memory that may later be held). Held memory stays held (over
-    its root, which spans most); what was kept as it was stays so.
+    two regions counts on the later one, which is freed first (a memoryview
+    of a whole root or array spans them all: what was read through it may
+    point anywhere in it). Held memory stays held (over its root, which
+    spans most); what was kept as it was stays so.
     """
-    sized = any([size is not None for whose, _, _, size in reached if whose is not None])
     placed: list[Piece] = []
     for piece in reached:
         whose, _, address, size = piece
-        if whose is None:
+        if whose is None or size is None:  # (kept as it was)
             placed.append(piece)
         elif id(whose.root) not in now:
             placed.append((whose, None, address, size))
-        elif size is not None:
+        else:
             at = max(bisect_right(starts, address + size - 1 if size else address) - 1, 0)
             placed.append((regions[at].parts[-1], None, address, size))
-        elif not sized:
-            placed.append((regions[0].parts[-1], None, address, size))
     return placed
 
 
@@ -1028,7 +1023,7 @@ def _arena_only(
                 if piece is None:
                     return False
                 start, size = piece
-                if size is not None and not lo <= start <= start + size <= hi:
+                if not lo <= start <= start + size <= hi:
                     return False  # (as for a ctypes object: a slice past ``hi``)
                 reached.append((*where, start, size))
             elif owner is not None:
@@ -1072,16 +1067,17 @@ def _arena_only(
     return True
 
 
-def _slice_of(view: memoryview, whole: Any) -> tuple[int, int | None] | None:
+def _slice_of(view: memoryview, whole: Any) -> tuple[int, int] | None:
     """(address, size) of the memory ``view`` holds of ``whole``, a ctypes object.
 
-    A size of None: all of it (see :data:`Piece`). None if that cannot be
-    read: a view that is not contiguous, or not writable (``from_buffer``
-    needs that), and is not the whole object.
+    None if that cannot be read: a view that is not contiguous, or not
+    writable (``from_buffer`` needs that), and is not the whole object.
     """
     start = ctypes.addressof(whole)
     if view.nbytes == ctypes.sizeof(whole) and view.c_contiguous:
-        return start, None
+        # All of it: what was read through it (a pointer made by ``from_buffer``
+        # of an array) may point anywhere in it, past a checkpoint too.
+        return start, ctypes.sizeof(whole)
     if not view.c_contiguous or view.readonly:
         return None
     return address(view), view.nbytes  # (a c_char array over it, gone on return: no code runs)

@@ -13,6 +13,7 @@ import pytest
 from conftest import BUMP_KINDS, TYPED_KINDS
 
 import linalloc
+from linalloc import Layout
 
 ALL_KINDS = BUMP_KINDS + TYPED_KINDS
 
@@ -181,13 +182,6 @@ def test_a_later_value_copied_into_earlier_memory_keeps_its_rewind_refused(
     arena.reset()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a struct copied by value out of an array over many slots shares that "
-    "array's keep-alives, which hold only its source: the targets of its pointers are "
-    "kept by the slot arrays' dicts, which nothing of the copy reaches; rewind() is "
-    "accepted and the earlier value points into memory handed out again",
-)
 @pytest.mark.parametrize("how", ["as_array", "alloc_many", "alloc_extend"])
 def test_a_later_value_copied_out_of_an_array_of_many_keeps_its_rewind_refused(
     typed_cls: type, how: str
@@ -253,3 +247,43 @@ def test_a_pointer_stored_through_a_bump_array_keeps_its_target_once_the_array_i
             arena.rewind(checkpoint)
         else:
             target_arena.reset()
+
+
+class _Linked(ctypes.Structure):
+    pass
+
+
+_Linked._fields_ = [("value", ctypes.c_int64), ("next", ctypes.POINTER(_Linked))]
+
+
+@pytest.mark.parametrize("kind", [*TYPED_KINDS, *BUMP_KINDS], ids=lambda cls: cls.__name__)
+def test_a_pointer_read_through_a_whole_array_keeps_its_rewind_refused(kind: type) -> None:
+    """Rule 2: a pointer made by ``from_buffer`` over a whole array (or root) of the
+    arena, read where a later value keeps a pointer to its target, and stored in a
+    value made before the checkpoint: ctypes keeps that whole array for it, and the
+    array keeps the target; ``rewind()`` is refused while it is stored."""
+    typed = kind in TYPED_KINDS
+    arena = kind(_Linked, 16) if typed else kind(4096)
+
+    def node(value: int) -> Any:
+        made = arena.alloc() if typed else arena.alloc(_Linked)
+        made.value = value
+        return made
+
+    pre = node(1)
+    checkpoint = arena.checkpoint()
+    late, target = node(2), node(3)
+    late.next = ctypes.pointer(target)
+    whole = late._b_base_ if typed else arena.alloc_uninit_slice(Layout(1)).obj
+    assert whole._b_base_ is None  # (an array or root of the arena itself)
+    offset = ctypes.addressof(late) + _Linked.next.offset - ctypes.addressof(whole)
+    pre.next = ctypes.POINTER(_Linked).from_buffer(whole, offset)
+    where = ctypes.addressof(target)
+    del late, target, whole
+    gc.collect()
+    with pytest.raises(BufferError, match="^cannot rewind to this checkpoint: "):
+        arena.rewind(checkpoint)
+    assert ctypes.addressof(pre.next.contents) == where and pre.next.contents.value == 3
+    pre.next = ctypes.pointer(pre)  # (replaces the keep-alive: None would not)
+    gc.collect()
+    arena.rewind(checkpoint)
