@@ -177,12 +177,50 @@ def _calibrate() -> tuple[int, int, int]:
 _ROOT_OWN, _ARRAY_OWN, _TAKE_OWN = _calibrate()
 
 
+def _source_refs(array: Any) -> int | None:
+    """The references to the memoryview an array keeps its root by, and to its buffer.
+
+    ctypes keeps an array made by ``from_buffer`` with a memoryview of its
+    source, in the array's ``_objects``, where anyone can reach it: a
+    ``memoryview`` of that memoryview, a slice, ``.cast()``, ``numpy.frombuffer``
+    of it share its buffer object (a ``managedbuffer``), which holds the one
+    reference to the root. So each reference to either beyond its own is a
+    view. None when the memoryview is not there or was released: its
+    reference to the root is gone.
+    """
+    source = _source_of(array)
+    if source is None:
+        return None
+    try:
+        source.obj  # noqa: B018 (ValueError once released)
+    except ValueError:
+        return None
+    return getrefcount(source) + sum(map(getrefcount, get_referents(source)))
+
+
+def _calibrate_source() -> int:
+    """What :func:`_source_refs` reads of an array no view shares the source of."""
+    array: Any = from_buffer(ctypes.c_char * 8, ctypes.create_string_buffer(8))
+    refs = _source_refs(array)
+    assert refs is not None
+    return refs
+
+
 def part_views(part: Part) -> int:
-    """Live views made from one part's objects (see the invariant above)."""
+    """Live views made from one part's objects (see the invariant above).
+
+    A view of the memoryview an array keeps its root by counts too (see
+    :func:`_source_refs`); one taken out of the array's keep-alives, or
+    released, took its reference to the root with it: counted all the same.
+    """
     own = _ROOT_OWN + _ARRAY_OWN * len(part.arrays)
     if part.take is not None:
         own += _TAKE_OWN
-    return _refs(part) - own
+    views = _refs(part) - own
+    for array in part.arrays.values():
+        refs = _source_refs(array)
+        views += 1 if refs is None else refs - _SOURCE_OWN
+    return views
 
 
 class Held:
@@ -1150,3 +1188,6 @@ def collect_and_count(count: Any) -> int:
         gc.collect()
         live = count()
     return live
+
+
+_SOURCE_OWN = _calibrate_source()  # (here: it needs _source_of)

@@ -512,3 +512,67 @@ def test_an_object_a_value_keeps_runs_no_code_while_the_arena_counts(
     else:
         getattr(arena, call)()
     assert reads == []
+
+
+class _Pair(ctypes.Structure):
+    _fields_ = [("a", ctypes.c_int64), ("b", ctypes.c_int64)]
+
+
+def _derived_from(how: str, source: memoryview) -> object:
+    if how == "numpy.frombuffer":
+        numpy = pytest.importorskip("numpy")
+        return numpy.frombuffer(source, dtype=numpy.uint8)
+    return {
+        "itself": lambda: source,
+        "slice": lambda: source[1:],
+        "memoryview": lambda: memoryview(source),
+        "cast": lambda: source.cast("B"),
+        "toreadonly": lambda: source.toreadonly(),
+    }[how]()
+
+
+@pytest.mark.parametrize(
+    "how", ["itself", "slice", "memoryview", "cast", "toreadonly", "numpy.frombuffer"]
+)
+@pytest.mark.parametrize("kind", [*TYPED_KINDS, *BUMP_KINDS], ids=lambda cls: cls.__name__)
+def test_a_view_of_the_memoryview_an_arena_array_keeps_its_root_by_counts(
+    kind: type, how: str
+) -> None:
+    """ctypes keeps an array made by ``from_buffer`` with a memoryview of the
+    arena's memory, in the array's ``_objects``: a value's ``_b_base_`` reaches it.
+    What shares its buffer is a view of the arena's memory, counted."""
+    typed = kind in TYPED_KINDS
+    arena = kind(_Pair, 4) if typed else kind(4096)
+    value = arena.alloc() if typed else arena.alloc(_Pair)
+    array = value._b_base_
+    assert array is not None
+    (source,) = [x for x in array._objects.values() if type(x) is memoryview]
+    derived = _derived_from(how, source)
+    del value, array, source
+    for call in ("reset", "close"):
+        with pytest.raises(BufferError, match="still alive"):
+            getattr(arena, call)()
+    assert arena.live_views() == 1
+    del derived
+    arena.reset()
+    arena.close()
+
+
+@pytest.mark.parametrize("kind", [*TYPED_KINDS, *BUMP_KINDS], ids=lambda cls: cls.__name__)
+def test_a_released_source_memoryview_keeps_the_arena_viewed(kind: type) -> None:
+    """Releasing that memoryview lets go of the root reference it held: the arena
+    counts that reference all the same, so a value still alive keeps ``reset()``
+    refused (not one view fewer), and with none alive it is accepted."""
+    typed = kind in TYPED_KINDS
+    arena = kind(_Pair, 4) if typed else kind(4096)
+    value = arena.alloc() if typed else arena.alloc(_Pair)
+    (source,) = [x for x in value._b_base_._objects.values() if type(x) is memoryview]
+    source.release()
+    del source
+    with pytest.raises(BufferError, match="still alive"):
+        arena.reset()
+    assert arena.live_views() == 1
+    del value
+    assert arena.live_views() == 0
+    arena.reset()
+    assert arena.alloc() is not None if typed else arena.alloc(_Pair) is not None
