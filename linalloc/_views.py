@@ -114,7 +114,7 @@ from itertools import repeat
 from sys import getrefcount
 
 from ._address import _CData, address
-from ._layout import _ARRAY_META
+from ._layout import _ARRAY_META, holds_pointer
 from ._store import root_over
 from ._unbound import ARRAY_LEN, from_buffer
 from ._unbound import B_BASE as _B_BASE
@@ -131,8 +131,8 @@ if TYPE_CHECKING:
     #: pieces of the arena's memory the entry held, as (part, key, address, size)).
     Undo = list[tuple[Any, Any, list["Piece"]]]
     #: A piece of the arena's memory an entry held: (part, key of its object, None
-    #: for the root; address, size). Or something else the entry held, kept as it
-    #: is for the count: (None, it, 0, None).
+    #: for the root; address, size; a size of None: a memoryview of the object).
+    #: Or something else the entry held, kept as it is for the count: (None, it, 0, None).
     Piece = tuple["Part | None", Any, int, "int | None"]
     #: The live watched arrays (``_watch``) over each part, by ``id`` of part:
     #: weak references.
@@ -204,6 +204,21 @@ def _calibrate_source() -> int:
     refs = _source_refs(array)
     assert refs is not None
     return refs
+
+
+def _forget_sources(part: Part) -> None:
+    """Take the memoryviews of the root out of the keep-alives of a part's arrays.
+
+    For a part about to be freed (no view of it is left): a struct copied by
+    value out of one of its values shares its array's ``_objects``, and with
+    it that memoryview, which would read the memory handed out next. (The
+    array's reference to the root goes with it: counted, see
+    :func:`part_views`.)
+    """
+    for array in part.arrays.values():
+        objects = _OBJECTS(array)
+        if type(objects) is dict:
+            objects.pop(_SOURCE_KEY, None)
 
 
 def part_views(part: Part) -> int:
@@ -405,6 +420,10 @@ class Ledger:
         """
         self.put_back()
         regions = self.regions
+        for later in regions[index:]:
+            for old in later.parts:
+                if old is not part:
+                    _forget_sources(old)
         if serial is None:
             self.regions = [*regions[:index], Region(regions[index].start, part)]
             return
@@ -623,21 +642,26 @@ def _in_regions(
     in, not on the object it was found through: that may be of a region
     about to be freed (a value of memory before a checkpoint, got through an
     array made after it). The region of its last byte: a piece that spans
-    two regions counts on the later one, which is freed first (a memoryview
-    of a whole root or array spans them all: what was read through it may
-    point anywhere in it). Held memory stays held (over its root, which
-    spans most); what was kept as it was stays so.
+    two regions counts on the later one, which is freed first. A memoryview
+    of a whole object (a size of None) keeps the memory in being, which any
+    root does, not what lies in it: the first region's; and none is needed
+    beside a sized piece (put back over region 0, it would hold that region's
+    root from memory that may later be held). Held memory stays held (over
+    its root, which spans most); what was kept as it was stays so.
     """
+    sized = any([size is not None for whose, _, _, size in reached if whose is not None])
     placed: list[Piece] = []
     for piece in reached:
         whose, _, address, size = piece
-        if whose is None or size is None:  # (kept as it was)
+        if whose is None:
             placed.append(piece)
         elif id(whose.root) not in now:
             placed.append((whose, None, address, size))
-        else:
+        elif size is not None:
             at = max(bisect_right(starts, address + size - 1 if size else address) - 1, 0)
             placed.append((regions[at].parts[-1], None, address, size))
+        elif not sized:
+            placed.append((regions[0].parts[-1], None, address, size))
     return placed
 
 
@@ -1057,11 +1081,11 @@ def _arena_only(
             owner = _root_owner(whole)
             if where is not None:
                 # (a slice holds only its own memory: placed where it lies)
-                piece = _slice_of(item, whole)
+                piece = _slice_of(item, whole, where[1] is None)  # (a root holds any type)
                 if piece is None:
                     return False
                 start, size = piece
-                if not lo <= start <= start + size <= hi:
+                if size is not None and not lo <= start <= start + size <= hi:
                     return False  # (as for a ctypes object: a slice past ``hi``)
                 reached.append((*where, start, size))
             elif owner is not None:
@@ -1105,17 +1129,23 @@ def _arena_only(
     return True
 
 
-def _slice_of(view: memoryview, whole: Any) -> tuple[int, int] | None:
+def _slice_of(view: memoryview, whole: Any, root: bool) -> tuple[int, int | None] | None:
     """(address, size) of the memory ``view`` holds of ``whole``, a ctypes object.
 
-    None if that cannot be read: a view that is not contiguous, or not
-    writable (``from_buffer`` needs that), and is not the whole object.
+    A size of None: all of it, when no pointer can be read through it
+    (``whole`` an array of a type that holds none; see :data:`Piece`). None
+    if that cannot be read: a view that is not contiguous, or not writable
+    (``from_buffer`` needs that), and is not the whole object.
     """
     start = ctypes.addressof(whole)
     if view.nbytes == ctypes.sizeof(whole) and view.c_contiguous:
-        # All of it: what was read through it (a pointer made by ``from_buffer``
-        # of an array) may point anywhere in it, past a checkpoint too.
-        return start, ctypes.sizeof(whole)
+        # All of it. A pointer read through it (``from_buffer`` of the array, a
+        # struct copied by value out of an array over it) may point anywhere in
+        # it, to a target only the keep-alives of the memory there keep: then
+        # it holds all the memory it spans; else only the memory in being.
+        if root or holds_pointer(type(whole)):
+            return start, ctypes.sizeof(whole)
+        return start, None
     if not view.c_contiguous or view.readonly:
         return None
     return address(view), view.nbytes  # (a c_char array over it, gone on return: no code runs)
@@ -1159,13 +1189,18 @@ def _root_owner(obj: Any) -> object:
     (A root is an exact ``c_char`` array made by ``_store.root_over``; its
     owner is in its instance dict: read without running any class's code.)
     """
-    if type(type(obj)) is not _ARRAY_META or _MRO(type(obj))[1] is not ctypes.Array:
+    cls = type(obj)
+    if type(cls) is not _ARRAY_META or _MRO(cls)[1] is not ctypes.Array:
         return None
-    own = _GET_ATTRIBUTE(obj, "__dict__")
+    # (the class's own ``__dict__`` getter, which ``type`` made: not a property)
+    getter = _CLASS_DICT(cls).get("__dict__")
+    if type(getter) is not _GETSET_DESCRIPTOR or getter.__objclass__ is not cls:
+        return None
+    own = getter.__get__(obj)
     return own.get("_linalloc_owner") if type(own) is dict else None
 
 
-_GET_ATTRIBUTE = object.__getattribute__
+_GETSET_DESCRIPTOR = type(type.__dict__["__dict__"])
 
 
 def _source_of(cdata: Any) -> memoryview | None:

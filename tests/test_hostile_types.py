@@ -576,3 +576,37 @@ def test_a_released_source_memoryview_keeps_the_arena_viewed(kind: type) -> None
     assert arena.live_views() == 0
     arena.reset()
     assert arena.alloc() is not None if typed else arena.alloc(_Pair) is not None
+
+
+def test_an_array_class_dict_property_runs_no_code_while_the_arena_counts(
+    typed_cls: type,
+) -> None:
+    """Whether an array met in a keep-alive is an arena's root is read off its
+    instance dict through the getter ``type`` made for its class, never through a
+    ``__dict__`` the class defines (code run in the middle of a count)."""
+    reads: list[str] = []
+
+    class Evil(ctypes.Array):  # type: ignore[type-arg]
+        _type_ = ctypes.c_char
+        _length_ = 64
+
+        @property  # type: ignore[misc]
+        def __dict__(self) -> dict[str, Any]:
+            reads.append("__dict__")
+            return {}
+
+    class Inner(ctypes.Structure):
+        _fields_ = [("x", ctypes.c_int64)]
+
+    class Node(ctypes.Structure):
+        _fields_ = [("inner", Inner), ("pad", ctypes.c_int64)]
+
+    outside = Node.from_buffer(Evil())  # (memory that is not the arena's)
+    arena = typed_cls(Node, 8)
+    value = arena.alloc()
+    value.inner = outside.inner  # (the copy keeps outside's keep-alives: Evil's memoryview)
+    del outside, value
+    reads.clear()
+    arena.reset()
+    assert arena.live_views() == 0
+    assert reads == []

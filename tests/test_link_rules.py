@@ -287,3 +287,74 @@ def test_a_pointer_read_through_a_whole_array_keeps_its_rewind_refused(kind: typ
     pre.next = ctypes.pointer(pre)  # (replaces the keep-alive: None would not)
     gc.collect()
     arena.rewind(checkpoint)
+
+
+class _Pos(ctypes.Structure):
+    _fields_ = [("x", ctypes.c_int64), ("y", ctypes.c_int64)]
+
+
+class _Record(ctypes.Structure):
+    _fields_ = [("n", ctypes.c_int64), ("pos", _Pos)]
+
+
+@pytest.mark.parametrize("how", ["as_array", "alloc_many", "alloc_extend"])
+def test_a_plain_struct_copied_out_of_an_array_of_many_lets_the_rewind_go(
+    typed_cls: type, how: str
+) -> None:
+    """A struct with no pointer copied by value out of an array over many slots
+    into a value made before the checkpoint shares that array's keep-alives (its
+    memoryview of the slot array), which keep nothing read through it: the rewind
+    is accepted, every time."""
+    arena: Any = typed_cls(_Record, 16)
+    pre = arena.alloc()
+    checkpoint = arena.checkpoint()
+    for _ in range(3):
+        if how == "alloc_many":
+            array = arena.alloc_many(2)
+        elif how == "alloc_extend":
+            array = arena.alloc_extend([_Record(1, _Pos(2, 3)), _Record(4, _Pos(5, 6))])
+        else:
+            arena.alloc(1, _Pos(2, 3))
+            arena.alloc(4, _Pos(5, 6))
+            array = arena.as_array()[1:]
+        array[1].pos.x = 7
+        pre.pos = array[1].pos
+        del array
+        arena.rewind(checkpoint)
+        assert pre.pos.x == 7
+
+
+def _memoryviews_reached(objects: object) -> list[memoryview]:
+    found, todo = [], [objects]
+    while todo:
+        item = todo.pop()
+        if type(item) is memoryview:
+            found.append(item)
+        elif isinstance(item, dict):
+            todo.extend(item.values())
+        elif isinstance(item, tuple):
+            todo.extend(item)
+    return found
+
+
+def test_a_copy_sharing_a_freed_arrays_keepalives_reaches_none_of_its_memory(
+    typed_cls: type,
+) -> None:
+    """``a.pos = b.pos`` shares the keep-alives of ``b``'s slot array, among them
+    ctypes' memoryview of the arena's memory. Once a rewind frees ``b``'s memory
+    (nothing counted), that memoryview is gone from them: it would read the values
+    handed out there next."""
+    arena: Any = typed_cls(_Record, 16)
+    a = arena.alloc()
+    kept = a._b_base_._objects  # (the keep-alives of a's slot array)
+    own = [id(v) for v in kept.values() if type(v) is memoryview]
+    checkpoint = arena.checkpoint()
+    b = arena.alloc(1, _Pos(2, 3))
+    assert a._b_base_ is not b._b_base_  # (a checkpoint starts a part of its own)
+    a.pos = b.pos
+    assert [v for v in _memoryviews_reached(kept) if id(v) not in own]  # (shared: ctypes')
+    del b
+    arena.rewind(checkpoint)
+    assert [v for v in _memoryviews_reached(kept) if id(v) not in own] == []
+    arena.alloc(9, _Pos(9, 9))
+    assert a.pos.x == 2
