@@ -209,9 +209,10 @@ def _calibrate_source() -> int:
 def _forget_sources(part: Part) -> None:
     """Take the memoryviews of the root out of the keep-alives of a part's arrays.
 
-    For a part about to be freed (no view of it is left): a struct copied by
-    value out of one of its values shares its array's ``_objects``, and with
-    it that memoryview, which would read the memory handed out next. (The
+    For a part about to be freed or forgotten (no view of it is left): a
+    struct copied by value out of one of its values shares its array's
+    ``_objects``, and with it that memoryview, which would read the memory
+    handed out next, uncounted. (The
     array's reference to the root goes with it: counted, see
     :func:`part_views`.)
     """
@@ -344,6 +345,8 @@ class Ledger:
                 finally:
                     self.put_back()
             if count <= 0:
+                for held in self.held:
+                    _forget_sources(held.part)
                 self.held = ()
             return count
         finally:
@@ -406,6 +409,9 @@ class Ledger:
             for old in region.parts[:-1]
             if part_views(old) > 0 or not _carry_keepalives(old, newest)
         ]
+        for old in region.parts[:-1]:
+            if not any([old is part for part in kept]):
+                _forget_sources(old)
         region.parts = (*kept, newest)
 
     def free_after(self, index: int, part: Part, serial: int | None) -> None:

@@ -358,3 +358,33 @@ def test_a_copy_sharing_a_freed_arrays_keepalives_reaches_none_of_its_memory(
     assert [v for v in _memoryviews_reached(kept) if id(v) not in own] == []
     arena.alloc(9, _Pos(9, 9))
     assert a.pos.x == 2
+
+
+@pytest.mark.parametrize("how", ["held", "pruned"])
+def test_a_copy_sharing_the_keepalives_of_memory_let_go_later_reaches_none_of_it(
+    typed_cls: type, how: str
+) -> None:
+    """The same for memory the arena lets go of later: memory a drop callback's
+    kept value held, once that value is gone; a lazy arena's older part, once
+    it grew and no view needs the older part."""
+    if how == "pruned" and typed_cls is linalloc.TypedArena:
+        pytest.skip("only a lazy arena grows by parts")
+    kept: list[Any] = []
+    arena: Any = typed_cls(_Record, 100_000, drop=kept.append)
+    b = arena.alloc(1, _Pos(2, 3))
+    out = _Record()
+    if how == "held":
+        del b
+        arena.reset()  # (the callback keeps b: its memory is held)
+        b = kept.pop()
+        out.pos = b.pos
+        del b
+        arena.alloc(9, _Pos(9, 9))  # (held no more: the memory is handed out again)
+    else:
+        out.pos = b.pos
+        del b
+        committed = arena.committed
+        while arena.committed == committed:
+            arena.alloc()
+    assert _memoryviews_reached(out._objects) == []
+    assert out.pos.x == 2
