@@ -345,8 +345,6 @@ class Ledger:
                 finally:
                     self.put_back()
             if count <= 0:
-                for held in self.held:
-                    _forget_sources(held.part)
                 self.held = ()
             return count
         finally:
