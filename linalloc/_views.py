@@ -177,66 +177,12 @@ def _calibrate() -> tuple[int, int, int]:
 _ROOT_OWN, _ARRAY_OWN, _TAKE_OWN = _calibrate()
 
 
-def _source_refs(array: Any) -> int | None:
-    """The references to the memoryview an array keeps its root by, and to its buffer.
-
-    ctypes keeps an array made by ``from_buffer`` with a memoryview of its
-    source, in the array's ``_objects``, where anyone can reach it: a
-    ``memoryview`` of that memoryview, a slice, ``.cast()``, ``numpy.frombuffer``
-    of it share its buffer object (a ``managedbuffer``), which holds the one
-    reference to the root. So each reference to either beyond its own is a
-    view. None when the memoryview is not there or was released: its
-    reference to the root is gone.
-    """
-    source = _source_of(array)
-    if source is None:
-        return None
-    try:
-        source.obj  # noqa: B018 (ValueError once released)
-    except ValueError:
-        return None
-    return getrefcount(source) + sum(map(getrefcount, get_referents(source)))
-
-
-def _calibrate_source() -> int:
-    """What :func:`_source_refs` reads of an array no view shares the source of."""
-    array: Any = from_buffer(ctypes.c_char * 8, ctypes.create_string_buffer(8))
-    refs = _source_refs(array)
-    assert refs is not None
-    return refs
-
-
-def _forget_sources(part: Part) -> None:
-    """Take the memoryviews of the root out of the keep-alives of a part's arrays.
-
-    For a part about to be freed or forgotten (no view of it is left): a
-    struct copied by value out of one of its values shares its array's
-    ``_objects``, and with it that memoryview, which would read the memory
-    handed out next, uncounted. (The
-    array's reference to the root goes with it: counted, see
-    :func:`part_views`.)
-    """
-    for array in part.arrays.values():
-        objects = _OBJECTS(array)
-        if type(objects) is dict:
-            objects.pop(_SOURCE_KEY, None)
-
-
 def part_views(part: Part) -> int:
-    """Live views made from one part's objects (see the invariant above).
-
-    A view of the memoryview an array keeps its root by counts too (see
-    :func:`_source_refs`); one taken out of the array's keep-alives, or
-    released, took its reference to the root with it: counted all the same.
-    """
+    """Live views made from one part's objects (see the invariant above)."""
     own = _ROOT_OWN + _ARRAY_OWN * len(part.arrays)
     if part.take is not None:
         own += _TAKE_OWN
-    views = _refs(part) - own
-    for array in part.arrays.values():
-        refs = _source_refs(array)
-        views += 1 if refs is None else refs - _SOURCE_OWN
-    return views
+    return _refs(part) - own
 
 
 class Held:
@@ -407,9 +353,6 @@ class Ledger:
             for old in region.parts[:-1]
             if part_views(old) > 0 or not _carry_keepalives(old, newest)
         ]
-        for old in region.parts[:-1]:
-            if not any([old is part for part in kept]):
-                _forget_sources(old)
         region.parts = (*kept, newest)
 
     def free_after(self, index: int, part: Part, serial: int | None) -> None:
@@ -424,10 +367,6 @@ class Ledger:
         """
         self.put_back()
         regions = self.regions
-        for later in regions[index:]:
-            for old in later.parts:
-                if old is not part:
-                    _forget_sources(old)
         if serial is None:
             self.regions = [*regions[:index], Region(regions[index].start, part)]
             return
@@ -1228,5 +1167,3 @@ def collect_and_count(count: Any) -> int:
         live = count()
     return live
 
-
-_SOURCE_OWN = _calibrate_source()  # (here: it needs _source_of)

@@ -531,6 +531,11 @@ def _derived_from(how: str, source: memoryview) -> object:
     }[how]()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug (README): the memoryview ctypes keeps an arena's array by, in the "
+    "array's _objects, and what shares its buffer are not counted",
+)
 @pytest.mark.parametrize(
     "how", ["itself", "slice", "memoryview", "cast", "toreadonly", "numpy.frombuffer"]
 )
@@ -558,6 +563,11 @@ def test_a_view_of_the_memoryview_an_arena_array_keeps_its_root_by_counts(
     arena.close()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug (README): the memoryview ctypes keeps an arena's array by, in the "
+    "array's _objects, and what shares its buffer are not counted",
+)
 @pytest.mark.parametrize("kind", [*TYPED_KINDS, *BUMP_KINDS], ids=lambda cls: cls.__name__)
 def test_a_released_source_memoryview_keeps_the_arena_viewed(kind: type) -> None:
     """Releasing that memoryview lets go of the root reference it held: the arena

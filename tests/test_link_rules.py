@@ -337,6 +337,11 @@ def _memoryviews_reached(objects: object) -> list[memoryview]:
     return found
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug (README): a struct copied by value out of a value shares its "
+    "array's _objects, and with them ctypes' memoryview of memory the arena frees",
+)
 def test_a_copy_sharing_a_freed_arrays_keepalives_reaches_none_of_its_memory(
     typed_cls: type,
 ) -> None:
@@ -360,21 +365,12 @@ def test_a_copy_sharing_a_freed_arrays_keepalives_reaches_none_of_its_memory(
     assert a.pos.x == 2
 
 
-@pytest.mark.parametrize(
-    "how",
-    [
-        pytest.param(
-            "held",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known bug (README): held memory let go keeps ctypes' memoryview in "
-                "its arrays' keep-alives (taking it out there left arenas refusing resets "
-                "for ever in test_stateful_safety.py's machine: not understood yet)",
-            ),
-        ),
-        "pruned",
-    ],
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug (README): a struct copied by value out of a value shares its "
+    "array's _objects, and with them ctypes' memoryview of memory the arena frees",
 )
+@pytest.mark.parametrize("how", ["held", "pruned"])
 def test_a_copy_sharing_the_keepalives_of_memory_let_go_later_reaches_none_of_it(
     typed_cls: type, how: str
 ) -> None:
