@@ -156,7 +156,8 @@ NO_FLOOR = sys.maxsize
 
 
 def forget_dead_from(cursor: Cursor, k: int) -> None:
-    """Forget dead slots from ``k`` on, before slots from ``k`` are handed out.
+    """Forget dead slots from ``k`` on: the count went down to ``k``, or slots from
+    ``k`` are about to be handed out. Those below ``k`` stay dead.
 
     The count goes down before the dead slots above it are forgotten: an
     interrupt landing in between leaves entries there, which must not make

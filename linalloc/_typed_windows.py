@@ -19,7 +19,7 @@ from _weakref import ref
 from itertools import repeat
 
 from ._arena import _closed_error
-from ._slots import NO_FLOOR, NOTHING, Window, forget_dead_from
+from ._slots import NOTHING, Window, forget_dead_from
 from ._typed_state import _EMPTY_POP, _SLOTS, T, TypedState
 from ._unbound import ARRAY_ITEM, ARRAY_LEN
 from ._views import freed_prefix
@@ -186,14 +186,10 @@ class SlotWindows(TypedState[T]):
 
     def _set_position(self, position: int) -> None:
         self._restart(position)
-        cursor = self._cursor
-        if cursor.floor != NO_FLOOR:
-            # The values a drop left dead above the count are gone with their memory;
-            # those below it (a rewind to where a stopped drop left the count, which
-            # dropped nothing more) stay dead: never dropped again.
-            cursor.fold_floor(position)
-        if cursor.dead:  # (slots a failed constructor could not give back, or a drop)
-            cursor.dead = {k for k in cursor.dead if k < position}
+        # The dead slots above the count are gone with their memory; those below it
+        # (a rewind to where a stopped drop left the count, which dropped nothing
+        # more) stay dead: never dropped again.
+        forget_dead_from(self._cursor, position)
 
     def _slots_at(self, k: int) -> Any:
         """The slot array that values of slot ``k`` come from (its region's newest)."""

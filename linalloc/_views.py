@@ -1166,4 +1166,3 @@ def collect_and_count(count: Any) -> int:
         gc.collect()
         live = count()
     return live
-

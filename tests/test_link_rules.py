@@ -249,25 +249,18 @@ def test_a_pointer_stored_through_a_bump_array_keeps_its_target_once_the_array_i
             target_arena.reset()
 
 
-class _Linked(ctypes.Structure):
-    pass
-
-
-_Linked._fields_ = [("value", ctypes.c_int64), ("next", ctypes.POINTER(_Linked))]
-
-
-@pytest.mark.parametrize("kind", [*TYPED_KINDS, *BUMP_KINDS], ids=lambda cls: cls.__name__)
+@pytest.mark.parametrize("kind", ALL_KINDS, ids=lambda cls: cls.__name__)
 def test_a_pointer_read_through_a_whole_array_keeps_its_rewind_refused(kind: type) -> None:
     """Rule 2: a pointer made by ``from_buffer`` over a whole array (or root) of the
     arena, read where a later value keeps a pointer to its target, and stored in a
     value made before the checkpoint: ctypes keeps that whole array for it, and the
     array keeps the target; ``rewind()`` is refused while it is stored."""
     typed = kind in TYPED_KINDS
-    arena = kind(_Linked, 16) if typed else kind(4096)
+    arena = kind(_Node, 16) if typed else kind(4096)
 
     def node(value: int) -> Any:
-        made = arena.alloc() if typed else arena.alloc(_Linked)
-        made.value = value
+        made = arena.alloc() if typed else arena.alloc(_Node)
+        made.v = value
         return made
 
     pre = node(1)
@@ -276,14 +269,14 @@ def test_a_pointer_read_through_a_whole_array_keeps_its_rewind_refused(kind: typ
     late.next = ctypes.pointer(target)
     whole = late._b_base_ if typed else arena.alloc_uninit_slice(Layout(1)).obj
     assert whole._b_base_ is None  # (an array or root of the arena itself)
-    offset = ctypes.addressof(late) + _Linked.next.offset - ctypes.addressof(whole)
-    pre.next = ctypes.POINTER(_Linked).from_buffer(whole, offset)
+    offset = ctypes.addressof(late) + _Node.next.offset - ctypes.addressof(whole)
+    pre.next = ctypes.POINTER(_Node).from_buffer(whole, offset)
     where = ctypes.addressof(target)
     del late, target, whole
     gc.collect()
     with pytest.raises(BufferError, match="^cannot rewind to this checkpoint: "):
         arena.rewind(checkpoint)
-    assert ctypes.addressof(pre.next.contents) == where and pre.next.contents.value == 3
+    assert ctypes.addressof(pre.next.contents) == where and pre.next.contents.v == 3
     pre.next = ctypes.pointer(pre)  # (replaces the keep-alive: None would not)
     gc.collect()
     arena.rewind(checkpoint)
