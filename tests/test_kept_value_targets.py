@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import inspect
+import re
 import sys
 from typing import Any
 from weakref import ref
@@ -338,7 +339,7 @@ def test_an_interrupt_after_the_drops_before_the_hold_hands_out_no_kept_value(
         arena.alloc(n)
 
     def interrupt(frame: Any, event: str, arg: object) -> None:
-        if event == "call" and frame.f_code.co_name == "_fresh_part":
+        if event == "call" and _runs(frame, "_fresh_part"):
             sys.setprofile(None)
             raise KeyboardInterrupt
 
@@ -357,22 +358,33 @@ def test_an_interrupt_after_the_drops_before_the_hold_hands_out_no_kept_value(
     assert not kept_at & {ctypes.addressof(value) for value in new}
 
 
-def _interrupt_at(function: str, text: str) -> Any:
+def _runs(frame: Any, function: str) -> bool:
+    """Whether ``frame`` runs the library's ``function`` (a function or method name),
+    as written or as a mutation-testing tool renames it (``x_NAME__mutmut_orig``,
+    ``x\u01c1Class\u01c1NAME__mutmut_3``, U+01C1 in ``re``'s notation)."""
+    name = frame.f_code.co_name
+    return name == function or bool(
+        re.fullmatch(rf"x(?:_|\u01c1\w+\u01c1){re.escape(function)}__mutmut_(?:orig|\d+)", name)
+    )
+
+
+def _interrupt_at(function: str, text: str, after: str = "") -> Any:
     """A trace function raising ``KeyboardInterrupt`` once, at the line of ``function``
-    in the library that holds ``text`` (as a signal handler could)."""
+    in the library that holds ``text`` (and follows a line holding ``after``), as a
+    signal handler could."""
     fired: list[bool] = []
 
     def local(frame: Any, event: str, arg: object) -> Any:
         if event == "line" and not fired:
-            line = inspect.getsourcelines(frame.f_code)[0]
-            first = frame.f_code.co_firstlineno
-            if text in line[frame.f_lineno - first]:
+            lines = inspect.getsourcelines(frame.f_code)[0]
+            at = frame.f_lineno - frame.f_code.co_firstlineno
+            if text in lines[at] and (not after or (at > 0 and after in lines[at - 1])):
                 fired.append(True)
                 raise KeyboardInterrupt
         return local
 
     def tracer(frame: Any, event: str, arg: object) -> Any:
-        return local if frame.f_code.co_name == function and not fired else None
+        return local if _runs(frame, function) and not fired else None
 
     return tracer
 
@@ -516,20 +528,8 @@ def test_an_interrupt_between_the_free_and_the_count_shows_no_dropped_value(
     start = arena.checkpoint()
     for n in (2, 3, 4):
         arena.alloc(n)
-    lines, first = inspect.getsourcelines(type(arena)._rewind_to)
-    at = next(
-        first + k + 1
-        for k, line in enumerate(lines)
-        if "ledger.free_after(" in line and "self._set_position(position)" in lines[k + 1]
-    )
-
-    def local(frame: Any, event: str, arg: object) -> Any:
-        if event == "line" and frame.f_lineno == at:
-            raise KeyboardInterrupt
-        return local
-
     _traced_stop(
-        lambda frame, event, arg: local if frame.f_code.co_name == "_rewind_to" else None,
+        _interrupt_at("_rewind_to", "self._set_position(position)", after="ledger.free_after("),
         lambda: arena.rewind(start),
     )
     assert dropped == [4, 3, 2]
