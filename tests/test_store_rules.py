@@ -448,3 +448,70 @@ def test_close_keeps_memory_a_kept_value_views_and_releases_it_once_after(
     gc.collect()
     assert recording_vm.releases == [(where, size)]
     assert not mapped(where)
+
+
+def _answering(answer: Any) -> Any:
+    """A fresh ``c_int64`` subclass whose ``T * n`` answers ``answer(T)``, made once."""
+
+    class Meta(type(ctypes.c_int64)):  # type: ignore[misc]
+        def __mul__(cls, n: int) -> Any:
+            return cls.__dict__["answered"]
+
+    item = Meta("Answered", (ctypes.c_int64,), {})
+    item.answered = answer(item)
+    return item
+
+
+def _relabelled(item: Any) -> Any:
+    """Two ``c_double`` laid out by ctypes, then labelled as two ``item``."""
+
+    class Doubles(ctypes.Array):  # type: ignore[type-arg]
+        _type_ = ctypes.c_double
+        _length_ = 2
+
+    Doubles._type_ = item
+    return Doubles
+
+
+def _with_extra(item: Any) -> Any:
+    """Two ``item`` straight from ctypes' array metaclass, defining one thing more."""
+    meta: Any = type(ctypes.Array)
+    return meta("Extra", (ctypes.Array,), {"_type_": item, "_length_": 2, "note": "mine"})
+
+
+def _exact(item: Any) -> Any:
+    meta: Any = type(ctypes.Array)
+    return meta("Exact", (ctypes.Array,), {"_type_": item, "_length_": 2})
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [_relabelled, _with_extra, lambda item: 5, lambda item: object()],
+    ids=["relabelled", "extra", "int", "object"],
+)
+def test_arrays_are_never_of_a_class_mul_answers_unless_it_is_exactly_that_array(
+    answer: Any, typed_cls: type, bump_cls: type
+) -> None:
+    """``T * n`` answering a class ctypes laid out for another element type (labelled
+    ``T`` afterwards), one defining anything ctypes does not, or no class at all: the
+    arena's arrays are of its own exact array type, laid out as ``T * n``."""
+    item = _answering(answer)
+    answered = item * 2
+    row = bump_cls(64).alloc_array(item, 2)
+    arena = typed_cls(item, 8)
+    many = arena.alloc_many(2)
+    for array in (row, many):
+        assert type(array) is not answered and type(array)._type_ is item
+        assert memoryview(array).format == memoryview(item()).format == "<q"
+        array[1] = 7
+        assert array[1].value == 7 and len(array) == 2
+
+
+def test_arrays_are_of_the_class_mul_answers_when_it_is_exactly_that_array(
+    typed_cls: type, bump_cls: type
+) -> None:
+    item = _answering(_exact)
+    row = bump_cls(64).alloc_array(item, 2)
+    arena = typed_cls(item, 8)
+    many = arena.alloc_many(2)
+    assert type(row) is type(many) is item * 2
