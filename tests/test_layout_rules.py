@@ -255,6 +255,32 @@ def test_an_element_type_set_while_checked_is_refused() -> None:
     assert Retyping.retyped
 
 
+
+def test_fields_set_again_while_checked_are_refused_though_the_size_stays() -> None:
+    """A ``_fields_`` set again (refused by ctypes, stored in the class dict all the
+    same) by code a field entry runs while the type is checked: same size and
+    alignment, other fields in the dict. The check refuses it all the same."""
+    armed: list[bool] = []
+
+    class Entry(tuple):  # type: ignore[type-arg]  # (ctypes reads the items directly)
+        def __getitem__(self, index: Any) -> Any:
+            if armed and armed.pop():
+                try:
+                    Victim._fields_ = [("y", ctypes.c_int64)]
+                except AttributeError:
+                    pass
+            return tuple.__getitem__(self, index)
+
+    class Victim(ctypes.Structure):
+        _fields_ = [Entry(("x", ctypes.c_int64))]
+
+    first = Victim.__dict__["_fields_"]
+    armed.append(True)
+    with pytest.raises(TypeError, match="^Victim: Victim changed while it was checked$"):
+        ctype_info(Victim)
+    assert not armed and Victim.__dict__["_fields_"] is not first
+    assert ctypes.sizeof(Victim) == 8
+
 # -- caches and hashing ------------------------------------------------------------------
 
 
