@@ -19,7 +19,7 @@ import sys
 from _operator import length_hint
 from _weakref import ref
 
-from ._store import array_type
+from ._store import array_type, laid_out_as
 from ._unbound import ARRAY_ITEM, from_buffer
 from ._unbound import MRO as _MRO
 from ._unbound import OBJECTS as _OBJECTS
@@ -51,9 +51,11 @@ def _simple_reduce(self: Any) -> Any:
     return plain.__reduce__()
 
 
-def _format(ctype: Any) -> str:
-    """The buffer format of ``ctype``'s values, as ctypes laid them out."""
-    return memoryview(from_buffer(ctype, bytearray(ctypes.sizeof(ctype)), 0)).format
+def _laid_out(ctype: Any) -> tuple[str, tuple[int, ...] | None, int]:
+    """How ctypes laid out ``ctype``'s values: read from an array of one, whose
+    buffer is ctypes' own (a value's own ``__buffer__``, from Python 3.12 on, can
+    answer any format)."""
+    return laid_out_as(array_type(ctype, 1))
 
 
 def slot_type(ctype: type[Any]) -> type[Any]:
@@ -80,13 +82,18 @@ def slot_type(ctype: type[Any]) -> type[Any]:
             ) from None
         # (``type()`` hands the call to ``ctype``'s metaclass, which may answer
         # anything: a type of another size would step through memory wrongly)
-        if not (
-            isinstance(made, type)
-            and len(_MRO(made)) > 1
-            and _MRO(made)[1] is ctype
-            and ctypes.sizeof(made) == ctypes.sizeof(ctype)
-            and _format(made) == _format(ctype)
-        ):
+        try:
+            mro, own = _MRO(made), _MRO(ctype)
+            same = (
+                isinstance(made, type)
+                and len(mro) == len(own) + 1
+                and all([a is b for a, b in zip(mro[1:], own)])
+                and ctypes.sizeof(made) == ctypes.sizeof(ctype)
+                and _laid_out(made) == _laid_out(ctype)
+            )
+        except TypeError:  # (not a ctypes type: no size, no array of it)
+            same = False
+        if not same:
             raise TypeError(
                 f"{ctype.__name__}: its metaclass answers another type for a subclass of it"
             )

@@ -242,3 +242,30 @@ def test_a_copy_out_of_a_live_array_keeps_what_its_links_point_at_counted(
     del holder
     gc.collect()
     arena.reset()
+
+
+def test_a_link_stored_through_an_array_gone_before_growths_stays_kept() -> None:
+    """An array over slots gone with no count since, then growths that carry its
+    part's registry into the newest part's: what was stored through it stays kept
+    with the value. (An array not settled yet keeps its part counted: the part is
+    carried only once the array is settled.)"""
+    arena: Any = linalloc.TypedArenaLazy(Node, 1 << 22)
+    step = arena.commit_step // ctypes.sizeof(Node)
+    other = linalloc.BumpArena(256)
+    target = other.alloc(Node)
+    target.v = 42
+    early = arena.alloc_many(4)  # keeps its part listed (not carried at the next growth)
+    early[2].next = ctypes.pointer(target)
+    big = arena.alloc_many(step)  # a growth: a new part, with a registry of its own
+    del big
+    arena.live_views()
+    big = arena.alloc_many(step)  # a growth: the last part's registry is carried
+    del big, early, target  # (no count since: early is not settled)
+    assert arena.alloc_many(step) is not None  # a growth
+    array = arena.as_array()
+    del array
+    gc.collect()
+    arena.live_views()
+    with pytest.raises(BufferError):
+        other.reset()  # a value of the arena points into it
+    assert list(arena)[2].next.contents.v == 42
