@@ -27,7 +27,7 @@ from ._arena import _THREAD, ArenaBase, _closed_error
 from ._layout import Layout, check_count, ctype_info
 from ._lazy import LazyArenaMixin
 from ._store import array_type as array_type_of
-from ._store import exact_array_type
+from ._store import exact_array_type, laid_out_as
 from ._unbound import ARRAY_ITEM, ARRAY_LEN, from_buffer
 from ._unbound import CLASS_DICT as _CLASS_DICT
 from ._unbound import MRO as _MRO
@@ -76,26 +76,26 @@ def _string_dict(ctype: Any) -> Any:
     """The getter of the instance dict of ``ctype``'s values if they keep a string, else None.
 
     Runs none of the type's code: the type's code is read off the buffer
-    format of a value made by ctypes' own ``from_buffer`` (not ``_type_``,
+    format of an array of one made by ctypes (not ``_type_``,
     which can be set after ctypes read it), and the getter is the dict's own
     descriptor, found on the class dicts as they are now (a ``__dict__`` a
-    class defines is passed over), tried on that value. ``TypeError`` for a
+    class defines is passed over), tried on a value made by ctypes' own
+    ``from_buffer``. ``TypeError`` for a
     string type whose values have no instance dict.
     """
     found = _strings.get(id(ctype))
-    probe: Any = None
     if found is None or found[0] is not ctype:
         string = False
         if issubclass(ctype, ctypes._SimpleCData):
-            probe = from_buffer(ctype, bytearray(ctypes.sizeof(ctype)), 0)
-            string = memoryview(probe).format[-1:] in ("z", "Z")
+            # (an array of one: ctypes' own buffer; a value's ``__buffer__``, from
+            # Python 3.12 on, could answer any format)
+            string = laid_out_as(array_type_of(ctype, 1))[0][-1:] in ("z", "Z")
         if len(_strings) >= _MAX_TYPES:  # (bounded, as ``_windowed`` is)
             _strings.clear()
         found = _strings[id(ctype)] = (ctype, string)
     if not found[1]:
         return None
-    if probe is None:
-        probe = from_buffer(ctype, bytearray(ctypes.sizeof(ctype)), 0)
+    probe: Any = from_buffer(ctype, bytearray(ctypes.sizeof(ctype)), 0)
     mro = _MRO(ctype)
     for klass in mro:
         getter = _CLASS_DICT(klass).get("__dict__")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import sys
 from typing import Any
 
 import pytest
@@ -145,3 +146,29 @@ def test_a_string_type_cannot_talk_the_arena_out_of_keeping_its_memory(
     arena = bump_cls(256)
     arena.alloc(ctypes.c_int8)
     _set_then_close(arena, ctype, used=16)
+
+
+class _LyingString(ctypes.c_char_p):
+    """A string type whose values' ``__buffer__`` (Python 3.12 on) answers an int's."""
+
+    def __buffer__(self, flags: int) -> memoryview:
+        return memoryview(ctypes.c_int64())
+
+    def __del__(self) -> None:  # (a finalizer: each value by from_buffer, no window)
+        pass
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="__buffer__ is Python 3.12's")
+def test_a_string_type_whose_buffer_lies_still_keeps_the_arena_viewed(bump_cls: type) -> None:
+    """Its code is read from ctypes' own buffer of an array of it: taken for a plain
+    pointer, its value lost the arena's memory once a string was set (``reset()``
+    accepted, the value over memory handed out again)."""
+    assert memoryview(_LyingString()).format == "<q"  # (the lie)
+    arena = bump_cls(64)
+    name = arena.alloc(_LyingString)
+    name.value = b"kept"
+    with pytest.raises(BufferError):
+        arena.reset()
+    assert name.value == b"kept"
+    del name
+    arena.reset()
