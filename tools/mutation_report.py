@@ -16,7 +16,8 @@ a verdict is matched by function, digest and change, not by number.
 
 A verdict is either ``kind = "equivalent"`` (no test can tell: ``why`` says why) or
 ``kind = "killed"`` with ``by``: a test outside mutmut's selection (a child
-interpreter, a state machine) that kills it, checked with ``python tools/mutant.py
+interpreter, a state machine), or one added after the run (which the next
+``MUTATION_RECHECK=1`` run scores), that kills it, checked with ``python tools/mutant.py
 NAME TEST`` (``--check-killed`` runs them all, and fails if one survives).
 
 Exit status: 0 when every survivor is explained, 1 otherwise, 2 on a usage error.
