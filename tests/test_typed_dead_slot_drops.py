@@ -73,12 +73,8 @@ def test_a_drop_stopped_at_the_last_live_value_above_a_dead_slot_holds_the_memor
     """Stopped at the only live value, over a dead slot, a reset frees the range: len() is 0."""
     dropped: list[int] = []
     arena = _dead_slot_arena(0, _stop(dropped))  # slots: dead, 99
-    try:
+    with pytest.raises(KeyboardInterrupt):
         arena.reset()
-    except KeyboardInterrupt:
-        pass
-    else:
-        pytest.fail("the callback's KeyboardInterrupt was not raised")
     assert dropped == [99]
     assert len(arena) == 0  # held: nothing live was left below the value dropped
     arena.reset()
@@ -90,12 +86,8 @@ def test_a_drop_stopped_above_a_dead_slot_and_a_live_value_keeps_the_count() -> 
     """Stopped with a live value left under a dead slot, a reset keeps the count; next drops it."""
     dropped: list[int] = []
     arena = _dead_slot_arena(1, _stop(dropped))  # slots: 1, dead, 99
-    try:
+    with pytest.raises(KeyboardInterrupt):
         arena.reset()
-    except KeyboardInterrupt:
-        pass
-    else:
-        pytest.fail("the callback's KeyboardInterrupt was not raised")
     assert dropped == [99]
     assert len(arena) == 3  # the value 1 is live: nothing is freed
     arena.reset()
