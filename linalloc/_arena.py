@@ -191,6 +191,14 @@ class ArenaBase:
     _part: Part
 
     def _init_guard(self, check_thread: bool) -> None:
+        # A second ``__init__`` would put a new store and ledger under the values, views
+        # and running calls of the first, and clear the busy mark: refused.
+        try:
+            object.__getattribute__(self, "_token")
+        except AttributeError:
+            pass
+        else:
+            raise RuntimeError(f"{type(self).__name__}.__init__() runs once: make a new arena")
         if not isinstance(check_thread, bool):
             raise TypeError(f"check_thread must be a bool, not {type(check_thread).__name__}")
         self._owner = get_ident() if check_thread else None
