@@ -5,26 +5,10 @@ arena shares its dict."""
 
 from __future__ import annotations
 
-import ctypes
 
 import pytest
 from conftest import TYPED_KINDS
-
-
-class Pair(ctypes.Structure):
-    _fields_ = [("a", ctypes.c_int64), ("b", ctypes.c_int64)]
-
-
-class Box(ctypes.Structure):
-    """A value whose ``pair`` is set from a whole array: ctypes keeps the array's view."""
-
-    _fields_ = [("value", ctypes.c_int64), ("pair", Pair)]
-
-
-class BoxHolder(ctypes.Structure):
-    """Memory outside the arena that a Box is copied into by value."""
-
-    _fields_ = [("box", Box)]
+from test_count_corners import Box, BoxHolder, Pair
 
 
 @pytest.mark.parametrize("cls", TYPED_KINDS, ids=lambda c: c.__name__)
