@@ -5,7 +5,6 @@ arena shares its dict."""
 
 from __future__ import annotations
 
-
 import pytest
 from conftest import TYPED_KINDS
 from test_count_corners import Box, BoxHolder, Pair
