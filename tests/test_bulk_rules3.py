@@ -11,6 +11,7 @@ import ctypes
 from typing import Any
 
 import pytest
+from test_failed_allocation_rules import _STASHING, _Stashing
 
 from linalloc import TypedArena
 
@@ -31,31 +32,18 @@ def test_a_list_labelled_with_the_arena_type_is_copied_item_by_item() -> None:
     del array
 
 
-_KEPT: list[Any] = []
-
-
-class _Keeping(ctypes.Structure):
-    """A constructor that, given "keep", keeps the arena's newest value (its own) and raises."""
-
-    _fields_ = [("v", ctypes.c_int64)]
-
-    def __init__(self, *args: Any) -> None:
-        if args == ("keep",):
-            arena = _KEPT.pop()
-            _KEPT.append(list(arena)[-1])
-            del self, arena
-            raise ValueError("kept")
-        super().__init__(*args)
-
-
 def _arena_with_a_dead_slot() -> tuple[Any, Any, Any]:
-    arena = TypedArena(_Keeping, 8)
-    first = arena.alloc(1)
-    _KEPT[:] = [arena]
-    with pytest.raises(ValueError, match="kept"):
-        arena.alloc("keep")
-    kept = _KEPT.pop()
-    return arena, first, kept
+    """(arena, its first value, the object over the dead slot above it)."""
+    arena = TypedArena(_Stashing, 8)
+    kept: list[Any] = []
+    _STASHING[:] = [arena, kept]
+    try:
+        first = arena.alloc(1)
+        with pytest.raises(ValueError, match="stashed"):
+            arena.alloc("iter")  # keeps its own slot's value, through the arena, and raises
+    finally:
+        _STASHING.clear()
+    return arena, first, kept.pop()
 
 
 def test_alloc_many_after_a_dead_slot_takes_the_slots_above_it() -> None:
@@ -64,7 +52,7 @@ def test_alloc_many_after_a_dead_slot_takes_the_slots_above_it() -> None:
     arena, first, kept = _arena_with_a_dead_slot()
     many = arena.alloc_many(2)
     assert many is not None
-    assert ctypes.addressof(many) == ctypes.addressof(kept) + ctypes.sizeof(_Keeping)
+    assert ctypes.addressof(many) == ctypes.addressof(kept) + ctypes.sizeof(_Stashing)
     assert [v.v for v in many] == [0, 0]
     assert len(arena) == 4
     del many, first, kept
@@ -74,9 +62,9 @@ def test_alloc_many_after_a_dead_slot_takes_the_slots_above_it() -> None:
 def test_alloc_extend_after_a_dead_slot_takes_the_slots_above_it() -> None:
     """The same for ``alloc_extend``: the items go to the slots above the dead one."""
     arena, first, kept = _arena_with_a_dead_slot()
-    array = arena.alloc_extend([_Keeping(5), _Keeping(6)])
+    array = arena.alloc_extend([_Stashing(5), _Stashing(6)])
     assert array is not None
-    assert ctypes.addressof(array) == ctypes.addressof(kept) + ctypes.sizeof(_Keeping)
+    assert ctypes.addressof(array) == ctypes.addressof(kept) + ctypes.sizeof(_Stashing)
     assert [v.v for v in array] == [5, 6]
     assert len(arena) == 4
     del array, first, kept
